@@ -1,0 +1,121 @@
+"""Shared plumbing: presets, device and dtype, seeding, torch.distributed, logging.
+
+Every script picks a preset with `--preset micro|cpu|gpu`; PRESETS below is the one place
+where their numbers live. Individual command-line flags override single entries.
+"""
+
+import contextlib
+import json
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+# ----------------------------------------------------------------------------
+# Presets: one dict per preset, one section per stage. Later stages add their sections here.
+
+PRESETS = {
+    # micro: tests; every stage runs in seconds on a laptop core
+    "micro": {
+        "model": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, intermediate_size=192,
+                      block_size=512, rope_theta=10000.0),
+        "tokenizer": dict(vocab_size=512),
+    },
+    # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
+    "cpu": {
+        "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
+                      block_size=1024, rope_theta=10000.0),
+        "tokenizer": dict(vocab_size=1024),
+    },
+    # gpu: one GPU with 24 GB; ~30M parameters
+    "gpu": {
+        "model": dict(n_layer=8, n_head=8, n_kv_head=4, n_embd=512, intermediate_size=1408,
+                      block_size=2048, rope_theta=10000.0),
+        "tokenizer": dict(vocab_size=4096),
+    },
+}
+
+
+def get_preset(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def default_preset():
+    """gpu where CUDA is available, else cpu (the README's main job follows this)."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+# ----------------------------------------------------------------------------
+# Device and precision
+
+def get_device(name="auto"):
+    """cuda > mps > cpu, unless a device is named explicitly."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast(device):
+    """bf16 autocast on CUDA only. On CPU, bf16 matmul is ~500x slower than fp32 here, so fp32."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------
+# torch.distributed: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
+
+def init_distributed():
+    """Returns (rank, world_size, device). Single process when not launched by torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, get_device()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), get_device()
+
+
+def is_rank0():
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def cleanup_distributed():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def log0(*args, **kwargs):
+    """print on rank 0 only, flushed (log lines are read by people tailing a file)."""
+    if is_rank0():
+        print(*args, **kwargs, flush=True)
+
+
+class JsonlLogger:
+    """Appends one JSON object per call to a file (rank 0 only); handy for plots."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def log(self, **record):
+        if not is_rank0():
+            return
+        record.setdefault("time", time.time())
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")

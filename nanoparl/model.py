@@ -1,0 +1,251 @@
+"""A Llama-architecture decoder in one file.
+
+token embedding -> n_layer x [RMSNorm -> grouped-query attention with rotary positions -> residual,
+RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm -> lm_head. No biases anywhere.
+
+Module names follow Hugging Face's LlamaForCausalLM (embed_tokens, layers.i.self_attn.q_proj, ...)
+so that export to the HF format (checkpoint.export_hf) is a rename-free copy, and rotary embeddings
+use the same "rotate-half" convention as HF, so no weight permutation is needed either.
+
+Forward has two modes:
+- training / scoring: forward(idx, targets) over whole sequences, causal attention;
+- incremental: forward(idx, cache=cache, rows=rows) appends idx to the given rows of a KVCache.
+  Every row has its own length (rows are ragged), so row b's new tokens sit at positions
+  cache.lengths[b] ... cache.lengths[b] + T - 1. The caller advances cache.lengths afterwards by
+  the number of *real* tokens of each row; padded tail tokens are simply overwritten later and,
+  being in the future of every real query, are never attended to.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 1024
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 2          # grouped-query attention: n_head % n_kv_head == 0
+    n_embd: int = 128
+    intermediate_size: int = 384  # SwiGLU hidden width
+    block_size: int = 1024      # longest sequence (and rotary table length)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = False
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head {self.n_head} is not divisible by n_kv_head {self.n_kv_head}")
+
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
+    def to_dict(self):
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------
+# KV cache
+
+class KVCache:
+    """Preallocated keys and values for B rows of up to max_len tokens, plus each row's length.
+
+    Memory, exactly: 2 (k and v) * n_layer * B * max_len * n_kv_head * head_dim * bytes(dtype),
+    plus B int64 lengths. Nothing grows during decoding.
+    """
+
+    def __init__(self, config, batch_size, max_len, device="cpu", dtype=torch.float32):
+        shape = (config.n_layer, batch_size, max_len, config.n_kv_head, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.max_len = max_len
+
+    @property
+    def batch_size(self):
+        return self.k.shape[1]
+
+    def nbytes(self):
+        return self.k.nbytes + self.v.nbytes + self.lengths.nbytes
+
+
+# ----------------------------------------------------------------------------
+# Building blocks
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # normalise in float32 for stability, as Llama does
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.type_as(x)
+
+
+def rotary_tables(head_dim, length, theta):
+    """cos and sin tables, (length, head_dim), in the rotate-half layout (frequencies repeated)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    t = torch.arange(length, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)            # (length, head_dim/2)
+    emb = torch.cat([freqs, freqs], dim=-1)     # (length, head_dim)
+    return emb.cos(), emb.sin()
+
+
+def apply_rotary(x, cos, sin):
+    # x: (B, T, H, D); cos/sin: (B, T, 1, D). rotate_half([a, b]) = [-b, a]
+    d = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., d:], x[..., :d]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.q_proj = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, layer_cache=None, mask=None):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if layer_cache is not None:
+            k, v = layer_cache(k, v)            # all keys/values of these rows so far: (B, S, Hkv, D)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T|S, D)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, layer_cache=None, mask=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, layer_cache, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+# ----------------------------------------------------------------------------
+# The model
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # scale the projections that write into the residual stream (GPT-2 style)
+        for name, p in self.named_parameters():
+            if name.endswith("o_proj.weight") or name.endswith("down_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=True):
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.embed_tokens.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len):
+        """Forward+backward FLOPs per token: 6 * params in matmuls + attention (PaLM appendix B)."""
+        c = self.config
+        matmul_params = self.num_params(non_embedding=True) - sum(
+            p.numel() for n, p in self.named_parameters() if "norm" in n)
+        attn = 12 * c.n_layer * c.n_head * c.head_dim * seq_len / 2  # causal: half the scores
+        return 6 * matmul_params + attn
+
+    def forward(self, idx, targets=None, cache=None, rows=None):
+        """idx (B, T) -> logits (B, T, V) [and mean loss over targets != -1 if targets given].
+
+        With cache: idx is appended to cache rows `rows` (LongTensor (B,), default: all rows)
+        at positions cache.lengths[rows] + 0..T-1. cache.lengths is NOT advanced here.
+        """
+        B, T = idx.shape
+        x = self.embed_tokens(idx)  # (B, T, C)
+        if cache is None:
+            if T > self.config.block_size:
+                raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
+            cos = self.rope_cos[:T][None, :, None, :]  # (1, T, 1, D)
+            sin = self.rope_sin[:T][None, :, None, :]
+            for layer in self.layers:
+                x = layer(x, cos, sin)
+        else:
+            x = self._forward_cached(x, cache, rows)
+        logits = self.lm_head(self.norm(x)).float()
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def _forward_cached(self, x, cache, rows):
+        B, T, _ = x.shape
+        all_rows = rows is None  # then the cache is read through views, no gather
+        if all_rows:
+            rows = torch.arange(cache.batch_size, device=x.device)
+        start = cache.lengths[rows]                                       # (B,)
+        pos = start[:, None] + torch.arange(T, device=x.device)[None, :]  # (B, T)
+        S = int(pos.max()) + 1  # keys needed: up to the furthest new position of any row
+        if S > min(cache.max_len, self.config.block_size):
+            raise ValueError(f"position {S - 1} is past the cache ({cache.max_len}) "
+                             f"or block_size ({self.config.block_size})")
+        cos = self.rope_cos[pos][:, :, None, :]  # (B, T, 1, D)
+        sin = self.rope_sin[pos][:, :, None, :]
+        # query at position p sees keys 0..p of its own row
+        mask = torch.arange(S, device=x.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
+        mask = mask[:, None]  # (B, 1, T, S)
+        for i, layer in enumerate(self.layers):
+            kc, vc = cache.k[i], cache.v[i]  # (Bc, L, Hkv, D)
+
+            def layer_cache(k, v, kc=kc, vc=vc):
+                kc[rows[:, None], pos] = k.to(kc.dtype)
+                vc[rows[:, None], pos] = v.to(vc.dtype)
+                if all_rows:  # a view, no copy
+                    return kc[:, :S].to(k.dtype), vc[:, :S].to(v.dtype)
+                return kc[rows, :S].to(k.dtype), vc[rows, :S].to(v.dtype)
+
+            x = layer(x, cos, sin, layer_cache, mask)
+        return x
