@@ -23,18 +23,24 @@ PRESETS = {
         "model": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, intermediate_size=192,
                       block_size=512, rope_theta=10000.0),
         "tokenizer": dict(vocab_size=512),
+        "sft": dict(batch_size=8, lr=3e-3, max_steps=60, warmup_steps=10, eval_every=30,
+                    eval_samples=32, save_every=30),
     },
     # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
     "cpu": {
         "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
                       block_size=1024, rope_theta=10000.0),
         "tokenizer": dict(vocab_size=1024),
+        "sft": dict(batch_size=32, lr=2e-3, max_steps=1000, warmup_steps=50, eval_every=200,
+                    eval_samples=200, save_every=200),
     },
     # gpu: one GPU with 24 GB; ~30M parameters
     "gpu": {
         "model": dict(n_layer=8, n_head=8, n_kv_head=4, n_embd=512, intermediate_size=1408,
                       block_size=2048, rope_theta=10000.0),
         "tokenizer": dict(vocab_size=4096),
+        "sft": dict(batch_size=64, lr=1e-3, max_steps=3000, warmup_steps=100, eval_every=500,
+                    eval_samples=500, save_every=500),
     },
 }
 

@@ -1,0 +1,123 @@
+"""SFT: masked loss, overfitting a handful of samples, exact resume, DDP == single process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import train_sft
+from nanoparl.checkpoint import load_checkpoint
+from nanoparl.tokenizer import Tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def conversation(i):
+    code = f"{1000 + 37 * i}"
+    return [
+        {"role": "system", "content": "book(city: str)\ninsure(booking_id: str)"},
+        {"role": "user", "content": f"Book a trip to city {i % 7}."},
+        {"role": "assistant", "content": f"[book(city='c{i % 7}')]"},
+        {"role": "tool", "content": json.dumps({"booking_id": code})},
+        {"role": "assistant", "content": f"Booked, id {code}."},
+        {"role": "user", "content": "Insure it."},
+        {"role": "assistant", "content": f"[insure(booking_id='{code}')]"},
+        {"role": "tool", "content": json.dumps({"insured": True})},
+        {"role": "assistant", "content": "Insured."},
+    ]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sftdata")
+    convs = [conversation(i) for i in range(40)]
+    texts = [m["content"] for c in convs for m in c]
+    Tokenizer.train(texts, vocab_size=300).save(str(d / "tokenizer.json"))
+    for split, part in (("train", convs[:32]), ("val", convs[32:])):
+        with open(d / f"sft_plain_{split}.jsonl", "w") as f:
+            for c in part:
+                f.write(json.dumps({"messages": c}) + "\n")
+    return str(d)
+
+
+def test_loss_ignores_mask0_tokens(data_dir):
+    tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
+    conv = conversation(3)[:4]  # ends with a tool message: nothing trained comes after it
+    other = conv[:3] + [{"role": "tool", "content": '{"booking_id": "9999", "extra": "zzz"}'}]
+    samples = [tuple(np.array(x) for x in tok.render(c)) for c in (conv, other)]
+    torch.manual_seed(0)
+    from nanoparl.model import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
+                          intermediate_size=32, block_size=128))
+    losses = []
+    for s in samples:
+        idx, targets = train_sft.collate([s], tok.end_id)
+        assert ((targets != -1).numpy() == (s[1][1:] == 1)).all()  # targets exist exactly on mask 1
+        losses.append(model(idx, targets=targets)[1].item())
+    assert losses[0] == pytest.approx(losses[1], abs=1e-7)
+
+
+def test_malformed_sample_names_file_and_line(tmp_path, data_dir):
+    tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"messages": conversation(0)}) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        train_sft.load_samples(str(path), tok, 512)
+
+
+def run(data_dir, out, *extra):
+    return train_sft.main(["--preset", "micro", "--data", "plain", "--data-dir", data_dir, "--out", str(out),
+                           "--log-every", "1000", *extra])
+
+
+def test_micro_run_overfits_a_handful(data_dir, tmp_path):
+    metrics = run(data_dir, tmp_path / "a", "--max-steps", "150", "--batch-size", "8", "--lr", "1e-2",
+                  "--warmup-steps", "10", "--eval-every", "1000", "--save-every", "1000")
+    model, meta = load_checkpoint(str(tmp_path / "a"))
+    assert meta["step"] == 150 and meta["policy"] == "history"
+    tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
+    samples, _ = train_sft.load_samples(os.path.join(data_dir, "sft_plain_train.jsonl"), tok, 512)
+    loss, exact = train_sft.evaluate(model, samples, tok.end_id, torch.device("cpu"), 8)
+    assert loss < 0.3, loss
+    assert metrics["val_loss"] < 1.0
+
+
+def test_resume_is_exact(data_dir, tmp_path):
+    common = ["--max-steps", "8", "--batch-size", "4", "--save-every", "4", "--eval-every", "4",
+              "--keep-last", "5"]
+    run(data_dir, tmp_path / "full", *common)
+    # a run killed somewhere in steps 5..8 leaves exactly the step-4 checkpoint on disk
+    os.makedirs(tmp_path / "killed")
+    for name in ("model_4.safetensors", "meta_4.json", "train_4.pt"):
+        os.link(tmp_path / "full" / name, tmp_path / "killed" / name)
+    run(data_dir, tmp_path / "killed", *common, "--resume")
+    a = load_checkpoint(str(tmp_path / "full"), 8)[0].state_dict()
+    b = load_checkpoint(str(tmp_path / "killed"), 8)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        run(data_dir, tmp_path / "nan", "--max-steps", "30", "--batch-size", "4", "--lr", "1e30",
+            "--warmup-steps", "1", "--save-every", "1", "--eval-every", "1000", "--grad-clip", "0")
+    assert e.value.code == 1
+    model, meta = load_checkpoint(str(tmp_path / "nan"))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_ddp_two_ranks_equal_one_process(data_dir, tmp_path):
+    common = ["--preset", "micro", "--data", "plain", "--data-dir", data_dir, "--max-steps", "3",
+              "--batch-size", "4", "--eval-every", "1000", "--save-every", "1000"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    "--master_port=29517", os.path.join(ROOT, "train_sft.py"), *common,
+                    "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run([sys.executable, os.path.join(ROOT, "train_sft.py"), *common, "--out", str(tmp_path / "one")],
+                   check=True, env=env, cwd=ROOT, capture_output=True)
+    a = load_checkpoint(str(tmp_path / "ddp"))[0].state_dict()
+    b = load_checkpoint(str(tmp_path / "one"))[0].state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5

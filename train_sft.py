@@ -1,0 +1,300 @@
+"""Supervised fine-tuning: the SFT warm-up of PARL-MT and the SFT baselines.
+
+    python train_sft.py --preset cpu --data plain --data-dir data --out out/sft_plain
+    python train_sft.py --preset cpu --data pag   --data-dir data --out out/sft_pag
+    torchrun --nproc_per_node=2 train_sft.py --preset cpu --data pag ...   # DDP
+
+--data plain trains on whole conversations (the `history` context policy); --data pag trains on one
+sequence per user turn with the model writing <summary> and <plan> first (the `awareness` policy).
+The loss is next-token cross entropy on mask-1 tokens only (what the assistant wrote).
+
+Batches are padded, not packed: every sample is one conversation (or one turn) whose tokens may only
+attend to each other, and per-sample batches keep the exact-match metric and the loss mask trivial.
+Padding waste is kept small by drawing each batch from samples of similar length (length buckets).
+
+Resume: `--resume` reloads the newest checkpoint of --out (weights, AdamW state, RNG states, step).
+The data order is a pure function of (seed, step), so a resumed run sees exactly the batches the
+uninterrupted run would have seen.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from nanoparl.checkpoint import list_steps, load_checkpoint, load_train_state, save_checkpoint
+from nanoparl.common import (autocast, cleanup_distributed, default_preset, get_preset,
+                             init_distributed, log0, seed_everything, JsonlLogger)
+from nanoparl.model import GPT, GPTConfig
+from nanoparl.tokenizer import Tokenizer
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", choices=["plain", "pag"], required=True, help="plain: history policy; pag: awareness policy")
+    g.add_argument("--data-dir", default="data", help="written by data_gen.py (sft_<data>_{train,val}.jsonl, tokenizer.json)")
+    g = p.add_argument_group("run")
+    g.add_argument("--preset", default=None, help="micro|cpu|gpu (default: gpu with CUDA, else cpu)")
+    g.add_argument("--out", required=True, help="run directory for checkpoints and logs")
+    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    g.add_argument("--init", default=None, help="start from this checkpoint's weights instead of random init")
+    g.add_argument("--seed", type=int, default=1337)
+    g.add_argument("--device", default="auto")
+    g = p.add_argument_group("optimisation (default: the preset's)")
+    g.add_argument("--max-steps", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None, help="global batch (samples), split across ranks")
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--min-lr-frac", type=float, default=0.1, help="cosine decays to lr * this")
+    g.add_argument("--warmup-steps", type=int, default=None)
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--grad-clip", type=float, default=1.0)
+    g = p.add_argument_group("model overrides (default: the preset's)")
+    g.add_argument("--n-layer", type=int, default=None)
+    g.add_argument("--n-embd", type=int, default=None)
+    g.add_argument("--n-head", type=int, default=None)
+    g.add_argument("--n-kv-head", type=int, default=None)
+    g.add_argument("--intermediate-size", type=int, default=None)
+    g = p.add_argument_group("evaluation, logging, checkpoints")
+    g.add_argument("--eval-every", type=int, default=None)
+    g.add_argument("--eval-samples", type=int, default=None, help="val samples per evaluation")
+    g.add_argument("--save-every", type=int, default=None)
+    g.add_argument("--keep-last", type=int, default=2)
+    g.add_argument("--log-every", type=int, default=10)
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------
+# Data
+
+def load_samples(path, tok, block_size):
+    """jsonl of {"messages": [...]} -> list of (ids, mask) numpy arrays; overlong samples dropped."""
+    samples, dropped = [], 0
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                messages = json.loads(line)["messages"]
+                ids, mask = tok.render(messages)
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{lineno}: malformed SFT sample ({e})") from None
+            if len(ids) > block_size:
+                dropped += 1
+                continue
+            samples.append((np.array(ids, dtype=np.int64), np.array(mask, dtype=np.int64)))
+    if not samples:
+        raise ValueError(f"{path}: no usable samples ({dropped} longer than block_size {block_size})")
+    return samples, dropped
+
+
+def collate(samples, pad_id):
+    """Right-pad to the longest sample. targets[t] = ids[t+1] where mask[t+1] == 1, else -1."""
+    T = max(len(ids) for ids, _ in samples) - 1
+    idx = torch.full((len(samples), T), pad_id, dtype=torch.long)
+    targets = torch.full((len(samples), T), -1, dtype=torch.long)
+    for i, (ids, mask) in enumerate(samples):
+        n = len(ids) - 1
+        idx[i, :n] = torch.from_numpy(ids[:-1])
+        targets[i, :n] = torch.from_numpy(np.where(mask[1:] == 1, ids[1:], -1))
+    return idx, targets
+
+
+def batch_indices(lengths, batch_size, step, seed, chunk=32):
+    """The sample indices of global batch `step`: a pure function of (seed, step) -> exact resume.
+
+    Each epoch is a seeded permutation cut into chunks of `chunk` batches; inside a chunk samples
+    are sorted by length and cut into batches, whose order is then shuffled. Batches hold samples
+    of similar length (little padding) while the data order stays random.
+    """
+    n = len(lengths)
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(n)[:per_epoch * batch_size]
+    batches = []
+    for c in range(0, len(perm), chunk * batch_size):
+        part = perm[c:c + chunk * batch_size]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        group = [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+        batches += [group[j] for j in rng.permutation(len(group))]
+    return batches[k]
+
+
+# ----------------------------------------------------------------------------
+# Evaluation
+
+@torch.no_grad()
+def evaluate(model, samples, pad_id, device, batch_size):
+    """-> (mean loss over mask-1 tokens, teacher-forced exact match of whole assistant messages).
+
+    An assistant message is a maximal run of mask-1 target tokens; it counts as exact when the
+    argmax prediction is right at every one of its tokens (its closing <|end|> included).
+    """
+    model.eval()
+    loss_sum, n_tok, exact, n_msg = 0.0, 0, 0, 0
+    for i in range(0, len(samples), batch_size):
+        idx, targets = collate(samples[i:i + batch_size], pad_id)
+        idx, targets = idx.to(device), targets.to(device)
+        with autocast(device):
+            logits = model(idx)
+        valid = targets != -1
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.clamp(min=0).view(-1), reduction="none")
+        loss_sum += loss.view_as(targets)[valid].sum().item()
+        n_tok += valid.sum().item()
+        right = (logits.argmax(-1) == targets) | ~valid
+        for b in range(idx.shape[0]):
+            v, r = valid[b].tolist(), right[b].tolist()
+            t = 0
+            while t < len(v):  # walk the runs of trained tokens
+                if not v[t]:
+                    t += 1
+                    continue
+                ok = True
+                while t < len(v) and v[t]:
+                    ok &= r[t]
+                    t += 1
+                exact += ok
+                n_msg += 1
+    model.train()
+    return loss_sum / max(n_tok, 1), exact / max(n_msg, 1)
+
+
+# ----------------------------------------------------------------------------
+
+def main(argv=None):
+    args = parse_args(argv)
+    rank, world, device = init_distributed()
+    args.preset = args.preset or default_preset()
+    preset = get_preset(args.preset)
+    hp = dict(preset["sft"])
+    for key in ("max_steps", "batch_size", "lr", "warmup_steps", "eval_every", "eval_samples", "save_every"):
+        if getattr(args, key) is not None:
+            hp[key] = getattr(args, key)
+    if hp["batch_size"] % world:
+        raise SystemExit(f"--batch-size {hp['batch_size']} must be divisible by the {world} ranks")
+    seed_everything(args.seed)
+
+    tok_path = os.path.join(args.data_dir, "tokenizer.json")
+    tok = Tokenizer.load(tok_path)
+    model_cfg = dict(preset["model"], vocab_size=tok.vocab_size)
+    for key in ("n_layer", "n_embd", "n_head", "n_kv_head", "intermediate_size"):
+        if getattr(args, key) is not None:
+            model_cfg[key] = getattr(args, key)
+    if args.init:
+        model, init_meta = load_checkpoint(args.init)
+        model_cfg = model.config.to_dict()
+    else:
+        model = GPT(GPTConfig(**model_cfg))
+    model.to(device)
+    block = model.config.block_size
+    train, dropped = load_samples(os.path.join(args.data_dir, f"sft_{args.data}_train.jsonl"), tok, block)
+    val, _ = load_samples(os.path.join(args.data_dir, f"sft_{args.data}_val.jsonl"), tok, block)
+    val = val[:hp["eval_samples"]]
+    lengths = np.array([len(ids) for ids, _ in train])
+    log0(f"preset {args.preset} | {model.num_params(False) / 1e6:.2f}M params | {len(train)} train samples "
+         f"({dropped} over block_size {block} dropped) | {len(val)} val samples | world {world} | {device}")
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=hp["lr"], betas=(0.9, 0.95))
+
+    step = 0
+    if args.resume and os.path.isdir(args.out) and list_steps(args.out):
+        last = list_steps(args.out)[-1]
+        model.load_state_dict(load_checkpoint(args.out, last)[0].state_dict())
+        state = load_train_state(args.out, last)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        step = state["step"]
+        log0(f"resumed from {args.out} step {step}")
+
+    ddp = DDP(model) if world > 1 else model
+    meta = {"tokenizer": os.path.abspath(tok_path), "policy": "awareness" if args.data == "pag" else "history",
+            "data": args.data, "preset": args.preset, "kind": "sft"}
+    logger = JsonlLogger(os.path.join(args.out, "log.jsonl")) if rank == 0 else None
+    os.makedirs(args.out, exist_ok=True)
+
+    def lr_at(it):  # linear warmup, then cosine down to min_lr_frac * lr
+        if it < hp["warmup_steps"]:
+            return hp["lr"] * (it + 1) / hp["warmup_steps"]
+        frac = (it - hp["warmup_steps"]) / max(1, hp["max_steps"] - hp["warmup_steps"])
+        return hp["lr"] * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+    def checkpoint(metrics):
+        # a finite loss can still be followed by an update that overflows: never save such weights
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            log0(f"step {step} | weights are not finite: stopping; the last good checkpoint in {args.out} is kept")
+            cleanup_distributed()
+            sys.exit(1)
+        if rank == 0:
+            train_state = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                           "numpy_rng": np.random.get_state(), "step": step}
+            save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics),
+                            train_state=train_state, keep_last=args.keep_last)
+        if world > 1:
+            dist.barrier()
+
+    metrics, t0, tokens = {}, time.time(), 0
+    local_bs = hp["batch_size"] // world
+    while True:
+        last_step = step == hp["max_steps"]
+        if step % hp["eval_every"] == 0 or last_step:
+            vloss, vexact = evaluate(model, val, tok.end_id, device, max(local_bs, 8)) if rank == 0 else (0, 0)
+            metrics = {"val_loss": vloss, "val_exact": vexact}
+            log0(f"step {step} | val loss {vloss:.4f} | val exact {vexact:.3f}")
+            if logger:
+                logger.log(step=step, **metrics)
+        if last_step or (step > 0 and step % hp["save_every"] == 0):
+            checkpoint(metrics)
+        if last_step:
+            break
+
+        lr = lr_at(step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        ids = batch_indices(lengths, hp["batch_size"], step, args.seed)
+        idx, targets = collate([train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]], tok.end_id)
+        idx, targets = idx.to(device), targets.to(device)
+        # normalise by the GLOBAL number of trained tokens, so that N ranks == 1 rank exactly
+        n_tok = (targets != -1).sum().float()
+        if world > 1:
+            dist.all_reduce(n_tok)
+        with autocast(device):
+            logits = ddp(idx)
+        loss_sum = torch.nn.functional.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1, reduction="sum")
+        loss = loss_sum / n_tok * world  # DDP averages gradients over ranks; undo that
+        loss.backward()
+        reported = loss.detach() / world
+        if world > 1:
+            dist.all_reduce(reported)
+        if not torch.isfinite(reported):
+            log0(f"step {step} | loss is {reported.item()}: stopping; the last good checkpoint in {args.out} is kept")
+            cleanup_distributed()
+            sys.exit(1)
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        tokens += int(lengths[ids].sum())  # real tokens of the global batch, padding not counted
+        if step % args.log_every == 0 or step == hp["max_steps"]:
+            dt = time.time() - t0
+            log0(f"step {step} | loss {reported.item():.4f} | lr {lr:.2e} | {tokens / dt / 1e3:.1f}k tok/s | {dt:.0f}s")
+            if logger:
+                logger.log(step=step, loss=reported.item(), lr=lr)
+    cleanup_distributed()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
