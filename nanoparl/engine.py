@@ -1,0 +1,287 @@
+"""Batched generation: a fused sampler and an engine over a preallocated, ragged KV cache.
+
+sample() turns a batch of logits into tokens in one fused step (temperature -> top-k -> top-p ->
+exponential race) and returns each token's log-prob under the raw and the processed distribution.
+
+Engine holds B rows of one KVCache. Each row is an independent, growing conversation:
+- append(rows, token_lists): forced tokens (prompt, tool output, user turn), one batched forward,
+  the prefix is never recomputed;
+- generate(rows, ...): decode the rows together, one T=1 forward per step over the still-live rows;
+- fork(src, dst_rows): copy a prefilled prompt into the other rows of a GRPO group;
+- reset(rows): empty rows, e.g. when the awareness policy rebuilds a context at a user turn.
+
+Invariant between calls: every recorded token of a row is in the cache (length(row) ==
+len(tokens(row))) and engine.logits[row] predicts the row's next token. That is why generate()
+feeds the stop token too: the next append continues right after it.
+
+Recorded per row (Python lists, one entry per token, in order):
+    tokens        token ids
+    mask          1 sampled by generate(), 0 forced by append()
+    logprob       log-prob under the raw model (temperature 1, full vocabulary) given the prefix;
+                  0.0 for a row's very first token, which nothing predicts (its mask is 0)
+    logprob_proc  log-prob under the distribution the token was actually drawn from (temperature,
+                  top-k, top-p); 0.0 (= log 1) for greedy and for forced tokens
+"""
+
+import torch
+
+from .common import autocast
+from .model import KVCache
+
+# ----------------------------------------------------------------------------
+# Sampling
+
+
+def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """logits (B, V) -> tokens (B,) long, logprob_raw (B,), logprob_proc (B,).
+
+    One fused step, no host sync, no torch.multinomial: scale by 1/temperature, keep the top_k
+    largest logits (exactly k; ties broken by torch.topk), keep the smallest set of most likely
+    tokens whose mass reaches top_p, then draw by exponential race: argmax_i (log p_i - log E_i),
+    E_i ~ Exp(1), which picks i with probability p_i (the first arrival among independent Poisson
+    clocks of rates p_i; the same thing as the Gumbel-max trick). With top-k or top-p the race
+    runs over the sorted candidates only (k of them with top-k), which is also what makes it cheap.
+    temperature 0 is greedy argmax, and logprob_proc is 0 there.
+    generator: a torch.Generator on logits' device, for reproducible draws.
+    """
+    logits = logits.float()
+    logp_raw = torch.log_softmax(logits, dim=-1)  # (B, V)
+    if temperature == 0:
+        tokens = logits.argmax(dim=-1)
+        return tokens, logp_raw.gather(-1, tokens[:, None]).squeeze(-1), torch.zeros_like(logits[:, 0])
+    x = logits / temperature if temperature != 1.0 else logits  # (B, V)
+    use_p = top_p is not None and top_p < 1.0
+    order = None  # candidate j of a row is token order[:, j]
+    if top_k is not None and top_k < x.size(-1):
+        x, order = torch.topk(x, top_k, dim=-1)  # (B, k), sorted descending
+    elif use_p:
+        x, order = torch.sort(x, dim=-1, descending=True)
+    if use_p:
+        probs = torch.softmax(x, dim=-1)
+        # drop a candidate when the mass strictly before it already reaches top_p (never the first)
+        x = x.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, float("-inf"))
+    logp = torch.log_softmax(x, dim=-1)  # the processed distribution over the candidates
+    # E = -log(1 - U) ~ Exp(1) by inversion (Tensor.exponential_ is ~5x slower than rand on CPU);
+    # clamp so that a draw of exactly 0 cannot turn -inf - (-inf) into nan
+    u = torch.rand(logp.shape, generator=generator, device=logp.device)
+    log_e = u.neg_().log1p_().neg_().clamp_min_(torch.finfo(logp.dtype).tiny).log_()
+    choice = (logp - log_e).argmax(dim=-1, keepdim=True)  # (B, 1)
+    logprob_proc = logp.gather(-1, choice).squeeze(-1)
+    tokens = choice if order is None else order.gather(-1, choice)
+    return tokens.squeeze(-1), logp_raw.gather(-1, tokens).squeeze(-1), logprob_proc
+
+
+# ----------------------------------------------------------------------------
+# Engine
+
+
+class Engine:
+    """B rows x max_len tokens of preallocated KV cache, ragged per-row lengths, recorded tokens.
+
+    Cache memory, exactly, allocated once and never grown:
+        2 (k, v) * n_layer * B * max_len * n_kv_head * head_dim * bytes_per_element  + B int64 lengths
+    plus the pending logits, B * vocab_size * 4 bytes. bytes_per_element is 2 on CUDA (bf16 cache,
+    the forward runs under bf16 autocast) and 4 elsewhere (float32), unless cache_dtype is given.
+
+    Rows are addressed by index 0..B-1. A row never grows past max_len (<= the model's block_size):
+    append() refuses token lists that do not fit (returns False for that row, other rows proceed)
+    and generate() stops a row that is full with reason 'cache_full'. Neither raises mid-batch.
+
+    compile=True wraps the T=1 decode forward in torch.compile (CUDA; off by default).
+    prefill_chunk bounds the tokens per row in one append forward (the (rows, T, V) logits).
+    """
+
+    def __init__(self, model, batch_size, max_len, device=None, cache_dtype=None, compile=False,
+                 prefill_chunk=512):
+        if max_len > model.config.block_size:
+            raise ValueError(f"max_len {max_len} exceeds the model's block_size {model.config.block_size}")
+        self.model = model
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        if cache_dtype is None:
+            cache_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.cache = KVCache(model.config, batch_size, max_len, device=self.device, dtype=cache_dtype)
+        self.batch_size, self.max_len, self.prefill_chunk = batch_size, max_len, prefill_chunk
+        self.logits = torch.zeros(batch_size, model.config.vocab_size, device=self.device)  # (B, V)
+        self._len = [0] * batch_size  # host copy of cache.lengths: no device sync to read it
+        self._tokens = [[] for _ in range(batch_size)]
+        self._mask = [[] for _ in range(batch_size)]
+        self._logprob = [[] for _ in range(batch_size)]
+        self._logprob_proc = [[] for _ in range(batch_size)]
+        self._all_rows = list(range(batch_size))
+        self._decode = torch.compile(self._forward, dynamic=True) if compile else self._forward
+
+    # ---- accessors: copies of the records, safe to keep
+
+    def length(self, row):
+        return self._len[row]
+
+    def free(self, row):
+        """Tokens that still fit in the row."""
+        return self.max_len - self._len[row]
+
+    def tokens(self, row):
+        return list(self._tokens[row])
+
+    def mask(self, row):
+        return list(self._mask[row])
+
+    def logprobs(self, row, processed=False):
+        return list(self._logprob_proc[row] if processed else self._logprob[row])
+
+    def nbytes(self):
+        return self.cache.nbytes() + self.logits.nbytes
+
+    # ---- cache operations
+
+    def _forward(self, idx, rows):
+        # rows=None lets the model read the cache through views (no gather) when all rows take part
+        with autocast(self.device):
+            return self.model(idx, cache=self.cache, rows=rows)
+
+    def _rows_arg(self, rows, rows_dev):
+        return None if rows == self._all_rows else rows_dev
+
+    def _check_rows(self, rows):
+        rows = [int(r) for r in rows]
+        if len(set(rows)) != len(rows) or any(not 0 <= r < self.batch_size for r in rows):
+            raise ValueError(f"rows must be distinct indices in [0, {self.batch_size}): {rows}")
+        return rows
+
+    @torch.no_grad()
+    def append(self, rows, token_lists):
+        """Append forced tokens (mask 0) to rows; returns one bool per row: False = did not fit.
+
+        A row whose tokens do not fit in its free space is left untouched. The others are run in
+        one right-padded batched forward (more only if prefill_chunk or a nearly full row demand
+        it); engine.logits then holds each row's next-token logits.
+        """
+        rows = self._check_rows(rows)
+        if len(rows) != len(token_lists):
+            raise ValueError("need one token list per row")
+        fits = [len(t) <= self.free(r) for r, t in zip(rows, token_lists)]
+        todo = [(r, list(t), 0) for r, t, ok in zip(rows, token_lists, fits) if ok and len(t)]
+        while todo:
+            # padded positions must stay inside the cache too: T <= the free space of every row
+            T = min(self.prefill_chunk, max(len(t) - o for _, t, o in todo), min(self.free(r) for r, _, _ in todo))
+            n_real = [min(len(t) - o, T) for _, t, o in todo]
+            idx = torch.tensor([t[o:o + k] + [0] * (T - k) for (_, t, o), k in zip(todo, n_real)],
+                               dtype=torch.long, device=self.device)  # (N, T)
+            rows_now = [r for r, _, _ in todo]
+            rows_dev = torch.tensor(rows_now, device=self.device)
+            k_dev = torch.tensor(n_real, device=self.device)
+            logits = self._forward(idx, self._rows_arg(rows_now, rows_dev))  # (N, T, V)
+            # raw log-prob of each forced token: position 0 from the pending logits, t from t-1
+            lp = torch.empty(idx.shape, device=self.device)
+            prev = self.logits[rows_dev]  # (N, V)
+            lp[:, 0] = prev.gather(-1, idx[:, :1]).squeeze(-1) - prev.logsumexp(-1)
+            lp[:, 0].masked_fill_(self.cache.lengths[rows_dev] == 0, 0.0)  # first token of a row
+            if T > 1:
+                lp[:, 1:] = logits[:, :-1].gather(-1, idx[:, 1:, None]).squeeze(-1) - logits[:, :-1].logsumexp(-1)
+            self.logits[rows_dev] = logits[torch.arange(len(todo), device=self.device), k_dev - 1]
+            self.cache.lengths[rows_dev] += k_dev
+            lp = lp.cpu().tolist()
+            for (r, t, o), k, lps in zip(todo, n_real, lp):
+                self._tokens[r] += t[o:o + k]
+                self._mask[r] += [0] * k
+                self._logprob[r] += lps[:k]
+                self._logprob_proc[r] += [0.0] * k
+                self._len[r] += k
+            todo = [(r, t, o + k) for (r, t, o), k in zip(todo, n_real) if o + k < len(t)]
+        return fits
+
+    @torch.no_grad()
+    def generate(self, rows, max_new_tokens, stop_tokens=(), temperature=1.0, top_k=None, top_p=None,
+                 generator=None):
+        """Decode rows together until each emits a stop token or runs out of budget or cache.
+
+        max_new_tokens: int, or one int per row. The stop token is part of the output (mask 1).
+        Returns (outputs, reasons): per row the list of new tokens and 'stop' | 'budget' |
+        'cache_full'. Every row must already hold at least one token (a prompt).
+        """
+        rows = self._check_rows(rows)
+        n = len(rows)
+        budgets = [max_new_tokens] * n if isinstance(max_new_tokens, int) else [int(b) for b in max_new_tokens]
+        if len(budgets) != n:
+            raise ValueError("need one max_new_tokens per row")
+        if any(self._len[r] == 0 for r in rows):
+            raise ValueError("generate() on an empty row: append a prompt first")
+        # a row can sample while it has room to store the token; it ends at min(budget, free space)
+        limits = [min(b, self.free(r)) for b, r in zip(budgets, rows)]
+        steps = max(limits, default=0)
+        dev = self.device
+        out_tok = torch.zeros(n, steps, dtype=torch.long, device=dev)  # (n, steps)
+        out_lp = torch.zeros(n, steps, device=dev)
+        out_lpp = torch.zeros(n, steps, device=dev)
+        rows_all = torch.tensor(rows, device=dev)
+        limit_all = torch.tensor(limits, device=dev)
+        stops = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=dev)
+        counts, ends = [0] * n, [""] * n  # ends: 'stop' or 'limit' until resolved below
+        live = [j for j in range(n) if limits[j] > 0]  # positions into rows
+        live_dev = torch.tensor(live, device=dev)
+        r_dev = rows_all[live_dev]
+        all_live = rows == self._all_rows and len(live) == n
+        for s in range(steps):
+            if not live:
+                break
+            tok, lp, lpp = sample(self.logits[r_dev], temperature, top_k, top_p, generator)
+            out_tok[live_dev, s], out_lp[live_dev, s], out_lpp[live_dev, s] = tok, lp, lpp
+            # 1 = stop token, 2 = reached its limit; computed before the forward, read after it
+            code = torch.isin(tok, stops).to(torch.uint8) | ((limit_all[live_dev] <= s + 1).to(torch.uint8) << 1)
+            # feed the token to every live row, finishing ones included (the invariant)
+            logits = self._decode(tok[:, None], None if all_live else r_dev)  # (N, 1, V)
+            self.logits[r_dev] = logits[:, 0]
+            self.cache.lengths[r_dev] += 1
+            code = code.cpu()  # the one host sync of the step: who is done
+            if code.any():
+                for j, c in zip(live, code.tolist()):
+                    if c:
+                        counts[j], ends[j] = s + 1, "stop" if c & 1 else "limit"
+                keep = code == 0
+                live = [j for j, k in zip(live, keep.tolist()) if k]
+                live_dev = live_dev[keep.to(dev)]
+                r_dev = rows_all[live_dev]
+                all_live = False
+        # one transfer for the whole call, then the records
+        toks, lps, lpps = out_tok.cpu().tolist(), out_lp.cpu().tolist(), out_lpp.cpu().tolist()
+        outputs, reasons = [], []
+        for j, r in enumerate(rows):
+            c = counts[j]
+            new = toks[j][:c]
+            self._tokens[r] += new
+            self._mask[r] += [1] * c
+            self._logprob[r] += lps[j][:c]
+            self._logprob_proc[r] += lpps[j][:c]
+            self._len[r] += c
+            outputs.append(new)
+            reasons.append("stop" if ends[j] == "stop" else "budget" if c >= budgets[j] else "cache_full")
+        return outputs, reasons
+
+    @torch.no_grad()
+    def fork(self, src_row, dst_rows):
+        """Copy src_row's cache prefix, length, pending logits and records into dst_rows."""
+        dst = [r for r in self._check_rows(dst_rows) if r != src_row]
+        if not dst:
+            return
+        L, d = self._len[src_row], torch.tensor(dst, device=self.device)
+        for buf in (self.cache.k, self.cache.v):  # (n_layer, B, max_len, Hkv, D)
+            buf[:, d, :L] = buf[:, src_row:src_row + 1, :L].clone()
+        self.cache.lengths[d] = L
+        self.logits[d] = self.logits[src_row].clone()
+        for r in dst:
+            self._len[r] = L
+            self._tokens[r] = list(self._tokens[src_row])
+            self._mask[r] = list(self._mask[src_row])
+            self._logprob[r] = list(self._logprob[src_row])
+            self._logprob_proc[r] = list(self._logprob_proc[src_row])
+
+    def reset(self, rows):
+        """Empty rows: length 0, records cleared. Their stale cache entries are overwritten later."""
+        rows = self._check_rows(rows)
+        if not rows:
+            return
+        d = torch.tensor(rows, device=self.device)
+        self.cache.lengths[d] = 0
+        self.logits[d] = 0.0
+        for r in rows:
+            self._len[r] = 0
+            self._tokens[r], self._mask[r], self._logprob[r], self._logprob_proc[r] = [], [], [], []
