@@ -304,8 +304,8 @@ def msg_send(c):
     if "contact" in c.mem and c.chance(0.6):
         p, uid = c.mem["contact"]
         c.do("send_message", receiver_id=uid, message=text)
-        return c.say(["Send {p} another message: '{m}'.", "Message {p} again: '{m}'.",
-                      "Now send them a message saying '{m}'."], p=p, m=text)
+        return c.say(["Now send {p} the message '{m}'.", "Message {p}: '{m}'.",
+                      "Send them this message: '{m}'."], p=p, m=text)
     people = [p for p, i in c.api("MessageAPI").user_map.items() if i != c.mem["me"]]
     p = c.rng.choice(people)
     uid = c.do("get_user_id", user=p)["user_id"]
@@ -337,7 +337,8 @@ MESSAGING = Domain(msg_config, [msg_login, msg_lookup, msg_add, msg_send, msg_vi
 
 
 # ----------------------------------------------------------------------------
-# Math (stateless; uses numbers remembered from other tools: c.mem["number"])
+# Math (stateless). Intents leave a number they produced in c.mem["number"]; the next
+# intent sees it as c.mem["prev_number"] (tasks._run_turn), so "that number" is never ambiguous.
 
 def math_config(c):
     return {}
@@ -350,11 +351,11 @@ def math_binary(c):
            "divide": ["What is {a} divided by {b}?", "Divide {a} by {b}.", "Compute {a} over {b}."]}
     op = c.rng.choice(sorted(ops))
     a, b = c.rng.randint(2, 500), c.rng.randint(2, 50)
-    if "number" in c.mem and c.chance(0.7):  # an earlier result: copy it across turns
+    if c.mem.get("prev_number") is not None and c.chance(0.7):  # copy a result of the step before
         n = c.rng.randint(2, 9)
-        c.mem["number"] = c.do("multiply", a=c.mem["number"], b=n)["result"]
-        return c.say(["How much would {n} of those cost?", "Multiply that amount by {n}.",
-                      "What is that number times {n}?"], n=n)
+        c.mem["number"] = c.do("multiply", a=c.mem["prev_number"], b=n)["result"]
+        return c.say(["Multiply that result by {n}.", "Now multiply that number by {n}.",
+                      "What is that times {n}?"], n=n)
     c.mem["number"] = c.do(op, a=a, b=b)["result"]
     return c.say(ops[op], a=a, b=b)
 

@@ -305,6 +305,10 @@ SECRETS = ["k9x2", "zq71", "m4p8", "r2d5", "t7w3", "b6n1", "h8c4", "y3f9"]
 SURNAMES = ["Lee", "Ortiz", "Park", "Wu", "Stone", "Reid", "Moss", "Lane"]
 
 
+def _article(travel_class):
+    return ("an " if travel_class == "economy" else "a ") + travel_class
+
+
 def _date(c):
     return f"2025-{c.rng.randint(1, 12):02d}-{c.rng.randint(1, 28):02d}"
 
@@ -353,8 +357,8 @@ def tv_cost(c):
     cls, date = c.rng.choice(["economy", "business", "first"]), _date(c)
     a, b, fa, fb = _trip(c, c.chance(0.3))
     c.mem["number"] = c.do("get_flight_cost", travel_from=fa, travel_to=fb, travel_date=date, travel_class=cls)["travel_cost"]
-    return c.say(["How much is a {c} flight from {a} to {b} on {d}?", "Price a {c} ticket {a} to {b} for {d}.",
-                  "What would {a} to {b} in {c} cost on {d}?"], c=cls, a=a, b=b, d=date)
+    return c.say(["How much is {ac} flight from {a} to {b} on {d}?", "Price {ac} ticket {a} to {b} for {d}.",
+                  "What would {a} to {b} in {c} cost on {d}?"], c=cls, ac=_article(cls), a=a, b=b, d=date)
 
 
 def tv_book(c):
@@ -365,12 +369,13 @@ def tv_book(c):
     cls, date = c.rng.choice(["economy", "economy", "business"]), _date(c)
     a, b, fa, fb = _trip(c, c.chance(0.3))
     result = c.do("book_flight", card_id=card, travel_date=date, travel_from=fa, travel_to=fb, travel_class=cls)
-    c.mem.update(booking=result["booking_id"], booking_card=card)
+    c.mem.update(booking=result["booking_id"], booking_card=card, number=result["travel_cost"])
     with_card = "with the card I just added" if ref else f"with card {card}"
-    return (c.say(["Book me a {c} flight from {a} to {b} on {d} {w}.", "Reserve a {c} seat {a} to {b} on {d}, pay {w}.",
-                   "I need a {c} flight {a} to {b} on {d}; pay {w}."], c=cls, a=a, b=b, d=date, w=with_card),
-            c.say(["Book me a {c} flight from {a} to {b} {w}.", "Reserve a {c} seat {a} to {b}, pay {w}.",
-                   "I need a {c} flight {a} to {b}; pay {w}."], c=cls, a=a, b=b, w=with_card),
+    ac = _article(cls)
+    return (c.say(["Book me {ac} flight from {a} to {b} on {d} {w}.", "Reserve {ac} seat {a} to {b} on {d}, pay {w}.",
+                   "I need {ac} flight {a} to {b} on {d}; pay {w}."], ac=ac, a=a, b=b, d=date, w=with_card),
+            c.say(["Book me {ac} flight from {a} to {b} {w}.", "Reserve {ac} seat {a} to {b}, pay {w}.",
+                   "I need {ac} flight {a} to {b}; pay {w}."], ac=ac, a=a, b=b, w=with_card),
             c.say(["The date is {d}.", "Make it {d}.", "I want to fly on {d}."], d=date))
 
 

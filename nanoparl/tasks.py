@@ -110,16 +110,21 @@ class Ctx:
 
 def _run_turn(c, class_names, listing_only):
     """One user turn: (text, vague, supply, calls). Maybe two intents joined into one turn."""
-    parts = []
+    parts, used = [], None
     for _ in range(2 if c.chance(0.3) and not listing_only else 1):
+        # "that number" always means a number the intent just before produced (a price, a cost...)
+        c.mem["prev_number"] = c.mem.pop("number", None)
         class_name = c.rng.choice([n for n in class_names if DOMAINS[n].listing or not listing_only])
         domain = DOMAINS[class_name]
         intents = list(domain.listing if listing_only else domain.intents)
         c.rng.shuffle(intents)
         for intent in intents:
+            if intent is used:  # "do X. do X again." makes a silly turn
+                continue
             out = intent(c)  # None: does not fit the current state; nothing was executed
             if out is not None:
                 parts.append(out if isinstance(out, tuple) else (out, None, None))
+                used = intent
                 break
         if not parts:
             raise Reject(f"no intent fits {class_name}")
