@@ -200,7 +200,8 @@ class Engine:
         """
         rows = self._check_rows(rows)
         n = len(rows)
-        budgets = [max_new_tokens] * n if isinstance(max_new_tokens, int) else [int(b) for b in max_new_tokens]
+        per_row = hasattr(max_new_tokens, "__len__")
+        budgets = [int(b) for b in max_new_tokens] if per_row else [int(max_new_tokens)] * n
         if len(budgets) != n:
             raise ValueError("need one max_new_tokens per row")
         if any(self._len[r] == 0 for r in rows):
@@ -212,12 +213,12 @@ class Engine:
         out_tok = torch.zeros(n, steps, dtype=torch.long, device=dev)  # (n, steps)
         out_lp = torch.zeros(n, steps, device=dev)
         out_lpp = torch.zeros(n, steps, device=dev)
-        rows_all = torch.tensor(rows, device=dev)
+        rows_all = torch.tensor(rows, dtype=torch.long, device=dev)
         limit_all = torch.tensor(limits, device=dev)
         stops = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=dev)
         counts, ends = [0] * n, [""] * n  # ends: 'stop' or 'limit' until resolved below
         live = [j for j in range(n) if limits[j] > 0]  # positions into rows
-        live_dev = torch.tensor(live, device=dev)
+        live_dev = torch.tensor(live, dtype=torch.long, device=dev)
         r_dev = rows_all[live_dev]
         all_live = rows == self._all_rows and len(live) == n
         for s in range(steps):

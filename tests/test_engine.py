@@ -243,6 +243,7 @@ def test_engine_cache_full_stops_row_without_touching_others():
     assert outputs[1] == naive_greedy(model, short, 10)
     # a full row: generate returns nothing, append refuses, neither raises; the other row proceeds
     assert engine.generate([0, 1], 3, temperature=0)[1] == ["cache_full", "budget"]
+    assert engine.generate([0, 1], [0, 0]) == ([[], []], ["budget", "budget"])
     assert engine.append([0, 1], [[1, 2], [3]]) == [False, True]
     assert engine.length(0) == 24 and engine.length(1) == 4 + 10 + 3 + 1
     # a nearly full row next to a long append: right padding must not run past the cache
