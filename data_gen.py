@@ -1,4 +1,4 @@
-"""Make the data: multi-turn tasks in train / val / test splits (then tokenizer and SFT data).
+"""Make the data: multi-turn tasks in train / val / test splits, the tokenizer, and SFT data.
 
     python data_gen.py --preset micro --seed 0 --out data/micro
     python data_gen.py --preset cpu --seed 0 --out data          # the main job's data
@@ -8,13 +8,27 @@ Writes DATA/tasks_{train,val,test}.jsonl (BFCL v3 multi-turn format, see nanopar
 prints, per split and category: tasks, turns and calls per task, share of read-only calls, tool
 output length in characters, and the train/test overlap of user messages (which must be 0: test
 holds out entities and phrasings). The same seed gives the same bytes.
+
+Then (PAG, nanoparl/pag.py): the oracle writes a summary and a plan for every user turn, the
+sufficiency check drops samples whose summary misses a fact a later turn needs, augmentation adds
+reworded copies of train tasks (PAG data only, as in the paper), a byte-level BPE tokenizer is
+trained on the train conversations, and four files are written:
+    sft_plain_{train,val}.jsonl   history policy: one sample per task (the SFT baseline)
+    sft_pag_{train,val}.jsonl     awareness policy: one sample per user turn (PAG-SFT)
+with statistics: samples kept and dropped (by reason), tokens per sample, and the context tokens
+at the start of the last turn under each policy (how much the awareness policy compresses).
 """
 
 import argparse
+import json
 import os
 import time
 
+import numpy as np
+
 from nanoparl.common import get_preset
+from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
+from nanoparl.tokenizer import Tokenizer
 from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, save_tasks, task_stats, \
     user_messages
 
@@ -30,6 +44,13 @@ g.add_argument("--n-test", type=int, default=None, help="number of test tasks (h
 g.add_argument("--classes", default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
 g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
 g.add_argument("--categories", default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
+g = parser.add_argument_group("PAG data (default: the preset's 'pag' section)")
+g.add_argument("--augment", type=float, default=None, help="augmented copies per train task (0.5: half get one)")
+g.add_argument("--mask-p", type=float, default=None, help="word-masking probability in augmented user text")
+g.add_argument("--no-paraphrase", action="store_true", help="augmentation without reworded user turns")
+g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
+g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
+g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (default: the model's)")
 args = parser.parse_args()
 
 
@@ -70,7 +91,87 @@ def main():
           f"train/test overlap {len(train_msgs & test_msgs)}")
     print(f"tasks written to {args.out} in {t_tasks:.1f}s")
 
-    # ---- PAG / SFT data (issue #4) ----
+    # ---- PAG / SFT data
+    preset = get_preset(args.preset)
+    pag = dict(preset["pag"])
+    for key in ("augment", "mask_p"):
+        if getattr(args, key) is not None:
+            pag[key] = getattr(args, key)
+    fmt = {"descriptions": pag["descriptions"]}
+    with open(os.path.join(args.out, "format.json"), "w") as f:
+        json.dump(fmt, f)
+    vocab_size = args.vocab_size or preset["tokenizer"]["vocab_size"]
+    block_size = args.block_size or preset["model"]["block_size"]
+    t1 = time.time()
+
+    # oracle awareness for every task, then augmented copies of some train tasks (PAG data only)
+    oracle = {split: [oracle_turns(t) for t in tasks] for split, tasks in splits.items()}
+    augmented = []
+    for i, task in enumerate(splits["train"]):
+        copies = int(pag["augment"]) + (np.random.default_rng([args.seed, i]).random() < pag["augment"] % 1)
+        for c in range(copies):
+            augmented.append(augment(task, seed=args.seed * 1000 + c, paraphrase_turns=not args.no_paraphrase,
+                                     perturb_functions=not args.no_perturb, mask_p=pag["mask_p"]))
+
+    samples = {}  # (kind, split) -> [(task id, turn or None, messages)]
+    dropped = {}  # (kind, split) -> {reason: count}
+    for split in ("train", "val"):
+        plain, pag_samples, drops = [], [], {}
+        for task, turns in zip(splits[split], oracle[split]):
+            plain.append((task["id"], None, sft_samples(task, "history", turns, fmt)[0]))
+        pag_tasks = list(zip(splits[split], oracle[split]))
+        if split == "train":
+            pag_tasks += [(t, oracle_turns(t)) for t in augmented]
+        for task, turns in pag_tasks:
+            reason = check_sufficiency(task, turns)
+            if reason:
+                key = "insufficient summary"
+                drops[key] = drops.get(key, 0) + 1
+                continue
+            for k, messages in enumerate(sft_samples(task, "awareness", turns, fmt)):
+                pag_samples.append((task["id"], k, messages))
+        samples[("plain", split)], samples[("pag", split)] = plain, pag_samples
+        dropped[("pag", split)] = drops
+        dropped[("plain", split)] = {}
+
+    # tokenizer: trained on the train conversations of both kinds (every message's text)
+    texts = (m["content"] for kind in ("plain", "pag") for _, _, msgs in samples[(kind, "train")] for m in msgs)
+    tok = Tokenizer.train(texts, vocab_size)
+    tok.save(os.path.join(args.out, "tokenizer.json"))
+
+    print(f"\nSFT data | tokenizer {tok.vocab_size} tokens | augmented train copies {len(augmented)} "
+          f"| block_size {block_size}")
+    print(f"{'data':6s} {'split':6s} {'samples':>8s} {'dropped':>24s} {'tok/sample':>10s} {'p95':>6s} {'max':>6s}")
+    for (kind, split), rows in samples.items():
+        kept, lengths = [], []
+        for task_id, turn, messages in rows:
+            n = len(tok.render(messages)[0])
+            if n > block_size:
+                dropped[(kind, split)]["longer than block_size"] = dropped[(kind, split)].get("longer than block_size", 0) + 1
+                continue
+            kept.append({"task_id": task_id, "turn": turn, "messages": messages})
+            lengths.append(n)
+        with open(os.path.join(args.out, f"sft_{kind}_{split}.jsonl"), "w") as f:
+            for row in kept:
+                f.write(json.dumps(row) + "\n")
+        drops = ", ".join(f"{v} {k}" for k, v in sorted(dropped[(kind, split)].items())) or "0"
+        print(f"{kind:6s} {split:6s} {len(kept):8d} {drops:>24s} {np.mean(lengths):10.0f} "
+              f"{np.percentile(lengths, 95):6.0f} {max(lengths):6d}")
+
+    # context at the start of the last turn: what the model reads before it acts
+    print("\ncontext tokens at the start of the last turn (val tasks with >= 2 turns)")
+    for policy in ("history", "awareness"):
+        ctx = []
+        for task, turns in zip(splits["val"], oracle["val"]):
+            if len(turns) < 2:
+                continue
+            last = len(turns) - 1
+            messages = sft_samples(task, policy, turns, fmt)[0 if policy == "history" else last]
+            # cut the messages right after the last user message
+            idx = max(i for i, m in enumerate(messages) if m["role"] == "user")
+            ctx.append(len(tok.render(messages[:idx + 1], add_generation_prompt=True)[0]))
+        print(f"  {policy:9s}: mean {np.mean(ctx):6.0f} | p95 {np.percentile(ctx, 95):6.0f} | max {max(ctx):6d}")
+    print(f"PAG + tokenizer + SFT data written to {args.out} in {time.time() - t1:.1f}s")
 
 
 if __name__ == "__main__":
