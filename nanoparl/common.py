@@ -21,7 +21,7 @@ PRESETS = {
     # micro: tests; every stage runs in seconds on a laptop core
     "micro": {
         "model": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, intermediate_size=192,
-                      block_size=512, rope_theta=10000.0),
+                      block_size=2048, rope_theta=10000.0),
         "tokenizer": dict(vocab_size=512),
         "pag": dict(augment=0.5, mask_p=0.1, descriptions=False),
         # data: task generation (nanoparl/tasks.py); long_output_chars caps a long_context task's tool output
@@ -34,7 +34,7 @@ PRESETS = {
     # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
     "cpu": {
         "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
-                      block_size=1024, rope_theta=10000.0),
+                      block_size=1536, rope_theta=10000.0),
         "tokenizer": dict(vocab_size=1024),
         "pag": dict(augment=0.5, mask_p=0.1, descriptions=False),
         # data: the ID-heavy classes only (tickets, trading, travel + math), at most 4 turns, shorter

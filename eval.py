@@ -1,0 +1,207 @@
+"""BFCL-style evaluation of one or more checkpoints on held-out tasks -> one table (+ JSON).
+
+    python eval.py --ckpt out/sft_plain out/sft_pag --data-dir data --split test --out results.json
+    python eval.py --agent oracle --data-dir data          # the ceiling: replays the ground truth
+    python eval.py --ckpt out/pag_rl --samples 4 --temperature 1.0 --show 2
+
+Each checkpoint runs with the context policy it was trained with (--policy overrides). A task
+passes when every turn passes the checker (env.check). Reported per category and overall (the
+unweighted mean of the four categories, as BFCL does):
+  acc         share of (task, sample) rollouts that pass
+  pass^k      tau-bench's: mean over tasks of C(c, k) / C(n, k), c passes out of n = --samples
+  steps       assistant steps per task;   redundant: calls beyond the ground truth per task
+  invalid     calls per task that returned an error (bad name, arguments, parse, domain error)
+  ctx/step    context tokens before each step (mean and max); gen: generated tokens per task
+  recall      awareness policy: share of the facts later turns need found in the summaries
+  errors      first failing reason: state_mismatch, response_mismatch, empty_turn,
+              unexpected_call, force_terminated, context_overflow
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nanoparl.agent import AgentLoop, trajectory_summary
+from nanoparl.checkpoint import load_checkpoint
+from nanoparl.common import default_preset, get_device, get_preset, seed_everything
+from nanoparl.model import GPT, GPTConfig
+from nanoparl.pag import DEFAULT_FORMAT
+from nanoparl.rl import composite_reward
+from nanoparl.tasks import CATEGORIES, load_tasks
+from nanoparl.tokenizer import Tokenizer
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to evaluate")
+    g.add_argument("--ckpt", nargs="*", default=[], help="run directories or model_<step>.safetensors files")
+    g.add_argument("--agent", choices=["model", "oracle"], default="model",
+                   help="oracle replays the ground truth through the same loop (must score 1.0)")
+    g.add_argument("--policy", choices=["history", "awareness"], default=None,
+                   help="context policy (default: the checkpoint's; history for the oracle)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", default="data")
+    g.add_argument("--split", default="test", choices=["train", "val", "test"])
+    g.add_argument("--max-tasks", type=int, default=None, help="evaluate the first N tasks only")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--samples", type=int, default=1, help="rollouts per task (pass^k uses k = this)")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--step-tokens", type=int, default=256, help="max tokens per assistant step")
+    g.add_argument("--batch-tasks", type=int, default=64, help="tasks per engine batch")
+    g = p.add_argument_group("run")
+    g.add_argument("--preset", default=None, help="micro|cpu|gpu (the oracle's model size; default by device)")
+    g.add_argument("--show", type=int, default=0, help="print N transcripts with summaries and plans")
+    g.add_argument("--out", default=None, help="write the metrics as JSON here")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------
+# Metrics
+
+def pass_hat_k(passes, n, k):
+    """tau-bench pass^k for one task: C(c, k) / C(n, k)."""
+    return math.comb(passes, k) / math.comb(n, k)
+
+
+def metrics(rollouts, policy, samples):
+    """rollouts (group-major) -> {category: {...}, "overall": {...}}."""
+    by_cat = {}
+    for i in range(0, len(rollouts), samples):
+        group = rollouts[i:i + samples]
+        by_cat.setdefault(group[0].task["category"], []).append(group)
+    out = {}
+    for cat, groups in by_cat.items():
+        rs = [r for g in groups for r in g]
+        gt_calls = [sum(map(len, r.task["ground_truth"])) for r in rs]
+        calls = [sum(t["n_calls"] for turn in r.turns for t in turn["steps"]) for r in rs]
+        redundant = []
+        for r in rs:
+            extra = 0
+            for k, turn in enumerate(r.turns):
+                n = sum(s["n_calls"] for s in turn["steps"])
+                extra += max(0, n - len(r.task["ground_truth"][k]))
+            redundant.append(extra)
+        ctx = [c for r in rs for c in r.context_tokens]
+        recall = [composite_reward(trajectory_summary(r, policy))[1]["awareness"] for r in rs]
+        out[cat] = {
+            "tasks": len(groups),
+            "accuracy": float(np.mean([r.verdict["passed"] for r in rs])),
+            f"pass^{samples}": float(np.mean([pass_hat_k(sum(r.verdict["passed"] for r in g), samples, samples)
+                                             for g in groups])),
+            "steps": float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rs])),
+            "calls": float(np.mean(calls)), "gt_calls": float(np.mean(gt_calls)),
+            "redundant_calls": float(np.mean(redundant)),
+            "invalid_calls": float(np.mean([sum(t["n_errors"] for turn in r.turns for t in turn["steps"])
+                                            for r in rs])),
+            "ctx_mean": float(np.mean(ctx)) if ctx else 0.0, "ctx_max": int(max(ctx, default=0)),
+            "gen_tokens": float(np.mean([r.generated for r in rs])),
+            "awareness_recall": float(np.mean(recall)) if policy == "awareness" else None,
+            "errors": dict(Counter(r.verdict["error_type"] for r in rs if r.verdict["error_type"])),
+        }
+    cats = [c for c in CATEGORIES if c in out]
+    overall = {key: float(np.mean([out[c][key] for c in cats]))
+               for key in out[cats[0]] if isinstance(out[cats[0]][key], (int, float))}
+    overall["ctx_max"] = max(out[c]["ctx_max"] for c in cats)
+    overall["tasks"] = sum(out[c]["tasks"] for c in cats)
+    errors = Counter()
+    for c in cats:
+        errors.update(out[c]["errors"])
+    overall["errors"] = dict(errors)
+    overall["awareness_recall"] = out[cats[0]]["awareness_recall"] and float(
+        np.mean([out[c]["awareness_recall"] for c in cats]))
+    out["overall"] = overall
+    return out
+
+
+def show(rollout, tok):
+    print(f"=== {rollout.task['id']} ({rollout.task['category']}) -> "
+          f"{'PASS' if rollout.verdict['passed'] else 'FAIL ' + str(rollout.verdict['error_type'])}")
+    for k, turn in enumerate(rollout.turns):
+        print(f"[user] {rollout.task['question'][k][0]['content']}")
+        for m in turn["messages"]:
+            text = m["content"] if len(m["content"]) < 300 else m["content"][:300] + "..."
+            print(f"[{m['role']}] {text}")
+        print(f"  (ground truth: {rollout.task['ground_truth'][k]})")
+
+
+# ----------------------------------------------------------------------------
+
+def evaluate(model, tok, tasks, policy, fmt, args, agent="model"):
+    rollouts = []
+    loop = AgentLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
+                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    for i in tqdm(range(0, len(tasks), args.batch_tasks), desc=f"eval {policy}", leave=False):
+        rollouts += loop.run(tasks[i:i + args.batch_tasks], args.samples, agent=agent)
+    return rollouts
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    device = get_device(args.device)
+    if args.agent == "model" and not args.ckpt:
+        raise SystemExit("give --ckpt (one or more), or --agent oracle")
+    tasks = load_tasks(os.path.join(args.data_dir, f"tasks_{args.split}.jsonl"))[:args.max_tasks]
+    fmt_path = os.path.join(args.data_dir, "format.json")
+    data_fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
+    runs = []  # (name, model, tokenizer, policy, format, agent)
+    if args.agent == "oracle":
+        tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
+        preset = get_preset(args.preset or default_preset())
+        # the oracle's texts are forced; a random model of the preset only carries the KV cache
+        model = GPT(GPTConfig(**dict(preset["model"], vocab_size=tok.vocab_size)))
+        runs.append(("oracle", model, tok, args.policy or "history", data_fmt, "oracle"))
+    for path in args.ckpt:
+        model, meta = load_checkpoint(path)
+        tok = Tokenizer.load(meta["tokenizer"])
+        name = f"{os.path.basename(os.path.normpath(path))}"
+        runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
+                     meta.get("format", data_fmt), "model"))
+
+    results = {}
+    for name, model, tok, policy, fmt, agent in runs:
+        model.to(device).eval()
+        t0 = time.time()
+        rollouts = evaluate(model, tok, tasks, policy, fmt, args, agent)
+        results[name] = metrics(rollouts, policy, args.samples)
+        results[name]["overall"].update(policy=policy, seconds=time.time() - t0)
+        for r in rollouts[:args.show * args.samples:args.samples]:
+            show(r, tok)
+
+    k = args.samples
+    header = (f"{'model':18s} {'policy':9s} " + " ".join(f"{c[:12]:>12s}" for c in CATEGORIES) +
+              f" {'overall':>8s} {f'pass^{k}':>7s} {'steps':>6s} {'redund':>6s} {'invalid':>7s} "
+              f"{'ctx/step':>8s} {'ctx max':>7s} {'gen tok':>7s} {'recall':>6s}")
+    print(f"\n{args.split} split, {len(tasks)} tasks, {k} sample(s) each, temperature {args.temperature}")
+    print(header)
+    for name, res in results.items():
+        o = res["overall"]
+        recall = f"{o['awareness_recall']:6.2f}" if o["awareness_recall"] is not None else f"{'-':>6s}"
+        print(f"{name[:18]:18s} {o['policy']:9s} " +
+              " ".join(f"{res[c]['accuracy']:12.3f}" if c in res else f"{'-':>12s}" for c in CATEGORIES) +
+              f" {o['accuracy']:8.3f} {o[f'pass^{k}']:7.3f} {o['steps']:6.2f} {o['redundant_calls']:6.2f} "
+              f"{o['invalid_calls']:7.2f} {o['ctx_mean']:8.0f} {o['ctx_max']:7d} {o['gen_tokens']:7.0f} {recall}")
+    for name, res in results.items():
+        if res["overall"]["errors"]:
+            print(f"{name}: errors {res['overall']['errors']}")
+    if args.out:
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The multi-turn agent loop: scripted user <-> model (through the engine) <-> ToolEnv.
+
+One Rollout is one attempt at one task; a batch holds tasks x samples rollouts, one engine row each
+(the samples of a task form a GRPO group and share their first prompt through Engine.fork).
+
+A user turn goes: the user message is appended (forced, mask 0), then the model takes steps. A step
+is one generation up to <|end|>:
+- a call list "[f(a=1), ...]" is parsed (never evaluated) and executed in the rollout's ToolEnv; the
+  results come back as a tool message (forced) and the turn goes on;
+- plain text ends the turn.
+At most MAX_STEPS steps per turn (BFCL's limit): the 21st ends the task as force_terminated. A row
+whose context no longer fits the cache ends the task as context_overflow. Neither raises.
+
+Context policies (DESIGN.md):
+- history: one engine row grows through the whole conversation;
+- awareness: at each new user turn the row is reset and rebuilt as system + previous turn (with the
+  awareness the model wrote there) + this user message; the model writes <summary> and <plan> first.
+
+agent="oracle" replays the ground truth through this same loop (its texts are forced instead of
+sampled): it must pass every task, which tests the loop, the format and the checker together.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nanoparl.engine import Engine
+from nanoparl.env import MAX_STEPS, ParseError, ToolEnv, check, parse_calls
+from nanoparl.pag import (awareness_text, oracle_turns, split_awareness, summary_requirements,
+                          system_message, tool_message, user_message)
+
+
+@dataclass
+class Rollout:
+    task: dict
+    group: int                                         # index of the task in the batch
+    env: ToolEnv = None
+    turn: int = 0
+    step: int = 0                                      # steps taken in the current turn
+    done: bool = False
+    error: str = None                                  # force_terminated | context_overflow
+    model_turns: list = field(default_factory=list)    # per turn: executed call texts (for check)
+    turns: list = field(default_factory=list)          # per turn: {"steps", "summary", "messages"}
+    segments: list = field(default_factory=list)       # finished sequences (awareness: one per turn)
+    turn_ids: list = field(default_factory=list)       # per token of the current row: its turn
+    context_tokens: list = field(default_factory=list)  # row length before each step
+    generated: int = 0                                 # sampled tokens
+    verdict: dict = None
+
+
+def classify(text):
+    """An assistant step's text -> (summary, kind, calls_text); kind: calls | text | malformed."""
+    summary, plan, rest = split_awareness(text)
+    body = rest.strip()
+    if body.startswith("["):
+        try:
+            parse_calls(body)
+            return summary, "calls", body
+        except ParseError:
+            return summary, "malformed", body
+    if not body or "<summary>" in body or "<plan>" in body:
+        return summary, "malformed", body
+    return summary, "text", body
+
+
+class AgentLoop:
+    """Runs rollouts for a batch of tasks with one engine. See the module docstring."""
+
+    def __init__(self, model, tok, policy, fmt=None, max_len=None, step_tokens=256,
+                 temperature=1.0, top_k=None, top_p=None, seed=0):
+        if policy not in ("history", "awareness"):
+            raise ValueError(f"unknown policy {policy!r}")
+        self.model, self.tok, self.policy, self.fmt = model, tok, policy, fmt
+        self.max_len = max_len or model.config.block_size
+        self.step_tokens, self.temperature, self.top_k, self.top_p = step_tokens, temperature, top_k, top_p
+        device = next(model.parameters()).device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    # ---- building contexts
+
+    def _turn_start_tokens(self, r):
+        """Tokens to append when rollout r begins its current user turn (row reset if awareness)."""
+        task, k = r.task, r.turn
+        if self.policy == "history" and k > 0:
+            ids, _ = self.tok.render_message(user_message(task, k, self.fmt))
+            return ids + [self.tok.role_ids["assistant"]]
+        messages = [system_message(task, 0 if self.policy == "history" else k, self.fmt)]
+        if k > 0:  # awareness: the previous turn, as the model wrote it, is the only history
+            messages += [user_message(task, k - 1, self.fmt)] + r.turns[k - 1]["messages"]
+        messages.append(user_message(task, k, self.fmt))
+        return self.tok.render(messages, add_generation_prompt=True)[0]
+
+    def _begin_turn(self, r, row, engine, appends):
+        r.env.add_functions(r.task.get("missed_function", {}).get(str(r.turn), []))
+        r.model_turns.append([])
+        r.turns.append({"steps": [], "summary": None, "messages": []})
+        r.step = 0
+        if self.policy == "awareness" and r.turn > 0:
+            self._close_segment(r, row, engine)
+            engine.reset([row])
+        tokens = self._turn_start_tokens(r)
+        r.turn_ids += [r.turn] * len(tokens)
+        appends.append((row, tokens))
+
+    def _close_segment(self, r, row, engine):
+        r.segments.append({"tokens": engine.tokens(row), "mask": engine.mask(row),
+                           "logprobs": engine.logprobs(row), "turn_ids": r.turn_ids})
+        r.turn_ids = []
+
+    # ---- one step's outcome
+
+    def _after_step(self, r, row, text, engine, appends):
+        summary, kind, body = classify(text)
+        turn = r.turns[r.turn]
+        if not turn["steps"]:
+            turn["summary"] = summary
+        n_calls = n_errors = 0
+        turn["messages"].append({"role": "assistant", "content": text, "train": False})
+        if kind == "calls" or (kind == "malformed" and body.startswith("[")):
+            if r.step == MAX_STEPS:  # a 21st call step in one turn: BFCL force-terminates the task
+                r.done, r.error = True, "force_terminated"
+                return
+            before_calls, before_errors = r.env.n_calls, r.env.n_errors
+            results = r.env.execute(body)
+            n_calls, n_errors = r.env.n_calls - before_calls, r.env.n_errors - before_errors
+            r.model_turns[r.turn].append(body)
+            turn["steps"].append({"text": text, "kind": kind, "n_calls": n_calls, "n_errors": n_errors})
+            turn["messages"].append(tool_message(results))
+            r.step += 1
+            ids, _ = self.tok.render_message(tool_message(results))
+            ids.append(self.tok.role_ids["assistant"])
+            r.turn_ids += [r.turn] * len(ids)
+            appends.append((row, ids))
+            return
+        turn["steps"].append({"text": text, "kind": kind, "n_calls": 0, "n_errors": 0})
+        r.turn += 1  # plain text (or a malformed reply) ends the turn
+        if r.turn == len(r.task["question"]):
+            r.done = True
+        else:
+            self._begin_turn(r, row, engine, appends)
+
+    # ---- the loop
+
+    @torch.no_grad()
+    def run(self, tasks, samples=1, agent="model"):
+        """tasks x samples rollouts -> list of Rollout (group-major: task i's samples are adjacent)."""
+        n = len(tasks) * samples
+        engine = Engine(self.model, n, self.max_len)
+        rollouts = [Rollout(task=t, group=i, env=ToolEnv.for_task(t)) for i, t in enumerate(tasks)
+                    for _ in range(samples)]
+        oracle = [oracle_turns(t) for t in tasks] if agent == "oracle" else None
+        # turn 0: one prompt per group, prefilled once and forked to the group's other rows
+        appends = []
+        for r in rollouts:
+            r.model_turns.append([])
+            r.turns.append({"steps": [], "summary": None, "messages": []})
+            r.env.add_functions(r.task.get("missed_function", {}).get("0", []))
+        for g in range(len(tasks)):
+            tokens = self._turn_start_tokens(rollouts[g * samples])
+            for r in rollouts[g * samples:(g + 1) * samples]:
+                r.turn_ids = [0] * len(tokens)
+            appends.append((g * samples, tokens))
+        self._flush(engine, rollouts, appends)
+        for g in range(len(tasks)):
+            group = rollouts[g * samples:(g + 1) * samples]
+            if group[0].done:  # the prompt alone does not fit: every sample of the task overflows
+                for r in group:
+                    r.done, r.error = True, "context_overflow"
+            else:
+                engine.fork(g * samples, range(g * samples, (g + 1) * samples))
+
+        while True:
+            live = [i for i, r in enumerate(rollouts) if not r.done]
+            if not live:
+                break
+            for i in live:
+                rollouts[i].context_tokens.append(engine.length(i))
+            if agent == "oracle":
+                texts = []
+                for i in live:
+                    r = rollouts[i]
+                    turn = oracle[r.group][r.turn]
+                    text = turn["steps"][len(r.turns[r.turn]["steps"])][0]
+                    if self.policy == "awareness" and not r.turns[r.turn]["steps"]:
+                        text = awareness_text(turn["summary"], turn["plan"]) + text
+                    texts.append(text)
+                appends = [(i, self.tok.encode(t, allow_special=True) + [self.tok.end_id]) for i, t in zip(live, texts)]
+                for i, tokens in appends:
+                    rollouts[i].generated += len(tokens)
+                    rollouts[i].turn_ids += [rollouts[i].turn] * len(tokens)
+                self._flush(engine, rollouts, appends)
+                reasons = ["stop" if not rollouts[i].done else "cache_full" for i in live]
+            else:
+                outs, reasons = engine.generate(live, self.step_tokens, [self.tok.end_id], self.temperature,
+                                                self.top_k, self.top_p, self.generator)
+                texts = []
+                for i, out, reason in zip(live, outs, reasons):
+                    rollouts[i].generated += len(out)
+                    rollouts[i].turn_ids += [rollouts[i].turn] * len(out)
+                    texts.append(self.tok.decode(out[:-1] if reason == "stop" else out))
+            appends = []
+            for i, text, reason in zip(live, texts, reasons):
+                r = rollouts[i]
+                if reason == "cache_full" or r.done:
+                    r.done, r.error = True, r.error or "context_overflow"
+                    continue
+                if reason == "budget":  # the step never ended: close it so the row stays well-formed
+                    appends.append((i, [self.tok.end_id]))
+                    r.turn_ids.append(r.turn)
+                self._after_step(r, i, text, engine, appends)
+            self._flush(engine, rollouts, appends)
+
+        for i, r in enumerate(rollouts):
+            self._close_segment(r, i, engine)
+            r.verdict = check(r.task, r.model_turns)
+            if r.error:
+                r.verdict = dict(r.verdict, passed=False, error_type=r.error)
+        return rollouts
+
+    def _flush(self, engine, rollouts, appends):
+        """Append queued forced tokens, merging several queued for one row; overflow ends a task."""
+        merged = {}
+        for row, tokens in appends:
+            merged.setdefault(row, []).extend(tokens)
+        if not merged:
+            return
+        rows = list(merged)
+        fits = engine.append(rows, [merged[r] for r in rows])
+        for row, ok in zip(rows, fits):
+            if not ok:
+                rollouts[row].done, rollouts[row].error = True, "context_overflow"
+
+
+# ----------------------------------------------------------------------------
+# Summaries for rewards and metrics
+
+def trajectory_summary(r, policy):
+    """The plain-dict view of a rollout that rl.py's reward functions take."""
+    required = summary_requirements(r.task)
+    turns = []
+    for k, gt in enumerate(r.task["ground_truth"]):
+        t = r.turns[k] if k < len(r.turns) else {"steps": [], "summary": None}
+        turns.append({"steps": [{key: s[key] for key in ("text", "kind", "n_calls", "n_errors")} for s in t["steps"]],
+                      "summary": t["summary"], "gt_steps": len(gt), "needed_facts": required[k]})
+    return {"policy": policy, "passed": r.verdict["passed"], "turn_passed": r.verdict["turns"],
+            "error_type": r.verdict["error_type"], "turns": turns}
