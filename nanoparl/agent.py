@@ -20,6 +20,7 @@ agent="oracle" replays the ground truth through this same loop (its texts are fo
 sampled): it must pass every task, which tests the loop, the format and the checker together.
 """
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -75,6 +76,7 @@ class AgentLoop:
         self.step_tokens, self.temperature, self.top_k, self.top_p = step_tokens, temperature, top_k, top_p
         device = next(model.parameters()).device
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.env_seconds = 0.0  # time spent in the environment and the checker (for RL's log line)
 
     # ---- building contexts
 
@@ -96,6 +98,12 @@ class AgentLoop:
         r.turns.append({"steps": [], "summary": None, "messages": []})
         r.step = 0
         if self.policy == "awareness" and r.turn > 0:
+            # tokens still queued for this row (the <|end|> that closes a step cut at its budget)
+            # belong to the segment being closed: append them now, not after the reset
+            pending = [t for q, tokens in appends if q == row for t in tokens]
+            appends[:] = [(q, tokens) for q, tokens in appends if q != row]
+            if pending and not engine.append([row], [pending])[0]:
+                r.turn_ids = r.turn_ids[:engine.length(row)]  # did not fit: the segment ends without them
             self._close_segment(r, row, engine)
             engine.reset([row])
         tokens = self._turn_start_tokens(r)
@@ -103,8 +111,10 @@ class AgentLoop:
         appends.append((row, tokens))
 
     def _close_segment(self, r, row, engine):
-        r.segments.append({"tokens": engine.tokens(row), "mask": engine.mask(row),
-                           "logprobs": engine.logprobs(row), "turn_ids": r.turn_ids})
+        tokens = engine.tokens(row)
+        # an append that did not fit (the task then ends) left turn ids without tokens: drop them
+        r.segments.append({"tokens": tokens, "mask": engine.mask(row),
+                           "logprobs": engine.logprobs(row), "turn_ids": r.turn_ids[:len(tokens)]})
         r.turn_ids = []
 
     # ---- one step's outcome
@@ -121,7 +131,9 @@ class AgentLoop:
                 r.done, r.error = True, "force_terminated"
                 return
             before_calls, before_errors = r.env.n_calls, r.env.n_errors
+            t0 = time.perf_counter()
             results = r.env.execute(body)
+            self.env_seconds += time.perf_counter() - t0
             n_calls, n_errors = r.env.n_calls - before_calls, r.env.n_errors - before_errors
             r.model_turns[r.turn].append(body)
             turn["steps"].append({"text": text, "kind": kind, "n_calls": n_calls, "n_errors": n_errors})
@@ -198,21 +210,26 @@ class AgentLoop:
                     rollouts[i].generated += len(out)
                     rollouts[i].turn_ids += [rollouts[i].turn] * len(out)
                     texts.append(self.tok.decode(out[:-1] if reason == "stop" else out))
+            # a step that ran out of budget never ended: close it now, so the row stays well-formed
+            # (before _after_step, which may reset the row for the next turn)
+            unfinished = [(i, [self.tok.end_id]) for i, reason in zip(live, reasons) if reason == "budget"]
+            for i, _ in unfinished:
+                rollouts[i].turn_ids.append(rollouts[i].turn)
+            self._flush(engine, rollouts, unfinished)
             appends = []
             for i, text, reason in zip(live, texts, reasons):
                 r = rollouts[i]
                 if reason == "cache_full" or r.done:
                     r.done, r.error = True, r.error or "context_overflow"
                     continue
-                if reason == "budget":  # the step never ended: close it so the row stays well-formed
-                    appends.append((i, [self.tok.end_id]))
-                    r.turn_ids.append(r.turn)
                 self._after_step(r, i, text, engine, appends)
             self._flush(engine, rollouts, appends)
 
         for i, r in enumerate(rollouts):
             self._close_segment(r, i, engine)
+            t0 = time.perf_counter()
             r.verdict = check(r.task, r.model_turns)
+            self.env_seconds += time.perf_counter() - t0
             if r.error:
                 r.verdict = dict(r.verdict, passed=False, error_type=r.error)
         return rollouts

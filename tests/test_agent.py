@@ -79,3 +79,117 @@ def test_context_overflow_ends_the_task_without_an_exception(data):
     model = tiny_model(tok, block_size=200)  # shorter than any system prompt + first turn
     rollouts = AgentLoop(model, tok, "history", fmt, step_tokens=8).run(tasks[:3], samples=2)
     assert all(r.verdict["error_type"] == "context_overflow" and not r.verdict["passed"] for r in rollouts)
+
+
+# ----------------------------------------------------------------------------
+# Rollout log-probs, the 20-step cap, batched == one at a time
+
+
+class ScriptedGPT(GPT):
+    """A real GPT (its forward runs, with or without the cache) whose logits are overridden:
+    after token a in `successor`, token successor[a] is certain; right after <|assistant|> only
+    the `choices` tokens are allowed and the real model picks among them. So greedy decoding
+    writes whole scripted steps ("[get_watchlist()]", "Done.") chosen by the model's context."""
+
+    def __init__(self, config, tok, scripts, choice_scripts):
+        super().__init__(config)
+        succ = torch.full((config.vocab_size,), -1, dtype=torch.long)
+        firsts = []
+        for text in scripts:
+            ids = tok.encode(text) + [tok.end_id]
+            assert len(set(ids)) == len(ids)
+            for a, b in zip(ids, ids[1:]):
+                assert succ[a] in (-1, b), f"token {a} has two successors"
+                succ[a] = b
+            if text in choice_scripts:
+                firsts.append(ids[0])
+        self.register_buffer("succ", succ, persistent=False)
+        allowed = torch.zeros(config.vocab_size, dtype=torch.bool)
+        allowed[firsts] = True
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.assistant_id = tok.role_ids["assistant"]
+
+    def forward(self, idx, targets=None, cache=None, rows=None):
+        logits = super().forward(idx, cache=cache, rows=rows)  # (B, T, V)
+        nxt = self.succ[idx]  # (B, T), -1 = no rule
+        forced = torch.full_like(logits, -1e4).scatter_(-1, nxt.clamp_min(0)[..., None], 1e4)
+        logits = torch.where((nxt >= 0)[..., None], forced, logits)
+        choose = logits.masked_fill(~self.allowed, -1e4)
+        return torch.where((idx == self.assistant_id)[..., None], choose, logits)
+
+
+def scripted_model(tok, choices, weight_std=None, block_size=4096):
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
+                       intermediate_size=32, block_size=block_size)
+    model = ScriptedGPT(config, tok, ["[get_watchlist()]", "Done."], choices).eval()
+    if weight_std:  # large random weights: the choice depends on the context, and never on a near-tie
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2:
+                    p.normal_(0.0, weight_std)
+    return model
+
+
+@pytest.mark.parametrize("policy", ["history", "awareness"])
+def test_rollout_logprobs_equal_a_training_forward(data, policy):
+    """Temperature 1, no truncation: the log-prob the engine recorded for every token (sampled or
+    forced) is what a plain cache-less forward over the finished segment gives (GRPO ratio = 1)."""
+    _, tok, fmt, tasks = data
+    model = tiny_model(tok)
+    rollouts = AgentLoop(model, tok, policy, fmt, step_tokens=10, seed=2).run(tasks[:4], samples=2)
+    n_sampled = 0
+    for r in rollouts:
+        expected = 1 if policy == "history" else len(r.turns)
+        assert len(r.segments) == expected
+        for seg in r.segments:
+            ids = seg["tokens"]
+            assert len(ids) == len(seg["mask"]) == len(seg["logprobs"]) == len(seg["turn_ids"])
+            assert ids[0] == tok.bos_id and seg["logprobs"][0] == 0.0
+            with torch.no_grad():
+                logits = model(torch.tensor([ids]))[0]  # (T, V)
+            ref = torch.log_softmax(logits[:-1], dim=-1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+            got = torch.tensor(seg["logprobs"][1:])
+            assert torch.allclose(got, ref, atol=1e-4, rtol=0), (got - ref).abs().max()
+            n_sampled += sum(seg["mask"])
+    assert n_sampled > 0
+
+
+def test_twenty_call_steps_then_force_terminated(data):
+    """A model that always answers with a call list: 20 call steps run in the turn, the 21st ends
+    the task as force_terminated (BFCL's cap); no exception, the env ran every call."""
+    _, tok, fmt, tasks = data
+    model = scripted_model(tok, choices=["[get_watchlist()]"])
+    rollouts = AgentLoop(model, tok, "history", fmt, temperature=0).run(tasks[1:3], samples=2)
+    for r in rollouts:
+        assert r.done and r.error == "force_terminated"
+        assert r.verdict["error_type"] == "force_terminated" and not r.verdict["passed"]
+        assert r.turn == 0 and len(r.model_turns) == 1
+        assert r.model_turns[0] == ["[get_watchlist()]"] * 20
+        steps = r.turns[0]["steps"]
+        assert len(steps) == 20 and all(s["kind"] == "calls" and s["n_calls"] == 1 for s in steps)
+        assert r.env.n_calls == 20
+        # 21 sampled steps: 20 executed, the 21st written but never executed
+        assert sum(m["role"] == "assistant" for m in r.turns[0]["messages"]) == 21
+
+
+@pytest.mark.parametrize("policy", ["history", "awareness"])
+def test_batched_rollouts_equal_one_task_at_a_time(data, policy):
+    """Greedy rollouts of a ragged batch (different prompts, steps, tool outputs per row) equal the
+    same tasks run alone: same tokens, same executed calls, same verdicts."""
+    _, tok, fmt, tasks = data
+    model = scripted_model(tok, choices=["[get_watchlist()]", "Done."], weight_std=1.0)
+    loop = AgentLoop(model, tok, policy, fmt, temperature=0)
+    batch = tasks[:6]
+    together = loop.run(batch, samples=2)
+    alone = [r for t in batch for r in loop.run([t], samples=1)]
+    assert any(len(turn) for r in alone for turn in r.model_turns)  # some rows made calls
+    assert any(not turn for r in alone for turn in r.model_turns)   # and some answered in text
+    for i, r in enumerate(together):
+        a = alone[i // 2]
+        assert r.model_turns == a.model_turns
+        assert r.verdict == a.verdict and r.error == a.error
+        assert [s["tokens"] for s in r.segments] == [s["tokens"] for s in a.segments]
+        for s, t in zip(r.segments, a.segments):
+            assert s["mask"] == t["mask"] and s["turn_ids"] == t["turn_ids"]
+            assert max(abs(x - y) for x, y in zip(s["logprobs"], t["logprobs"])) < 1e-4
