@@ -98,12 +98,6 @@ class AgentLoop:
         r.turns.append({"steps": [], "summary": None, "messages": []})
         r.step = 0
         if self.policy == "awareness" and r.turn > 0:
-            # tokens still queued for this row (the <|end|> that closes a step cut at its budget)
-            # belong to the segment being closed: append them now, not after the reset
-            pending = [t for q, tokens in appends if q == row for t in tokens]
-            appends[:] = [(q, tokens) for q, tokens in appends if q != row]
-            if pending and not engine.append([row], [pending])[0]:
-                r.turn_ids = r.turn_ids[:engine.length(row)]  # did not fit: the segment ends without them
             self._close_segment(r, row, engine)
             engine.reset([row])
         tokens = self._turn_start_tokens(r)
