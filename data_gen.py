@@ -17,6 +17,15 @@ trained on the train conversations, and four files are written:
     sft_pag_{train,val}.jsonl     awareness policy: one sample per user turn (PAG-SFT)
 with statistics: samples kept and dropped (by reason), tokens per sample, and the context tokens
 at the start of the last turn under each policy (how much the awareness policy compresses).
+
+With --verify-with CKPT (a trained checkpoint, e.g. PAG-SFT), the paper's model-aware verification
+runs last: for every awareness sample of --verify-split, the model reads the awareness context of
+that turn (system + previous turn + this user message) followed by the ORACLE's summary and plan
+(forced), and greedily writes the turn's first step. A sample is kept only if that step is the
+ground-truth first call (compared parsed: same function, same literal arguments) or, for an ask /
+cannot-do turn, the oracle's reply text exactly. Prints the pass counts per category and writes the
+kept samples to sft_pag_verified_{split}.jsonl:
+    python data_gen.py --preset cpu --out data --verify-with out/sft_pag --verify-max 500
 """
 
 import argparse
@@ -25,9 +34,13 @@ import os
 import time
 
 import numpy as np
+import torch
 
-from nanoparl.common import get_preset
-from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
+from nanoparl.checkpoint import load_checkpoint
+from nanoparl.common import get_device, get_preset
+from nanoparl.engine import Engine
+from nanoparl.env import ParseError, parse_calls
+from nanoparl.pag import augment, awareness_text, check_sufficiency, oracle_turns, sft_samples, split_awareness
 from nanoparl.tokenizer import Tokenizer
 from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, save_tasks, task_stats, \
     user_messages
@@ -51,10 +64,18 @@ g.add_argument("--no-paraphrase", action="store_true", help="augmentation withou
 g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
 g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
 g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (default: the model's)")
-args = parser.parse_args()
+g = parser.add_argument_group("model-aware verification (optional, needs a trained checkpoint)")
+g.add_argument("--verify-with", default=None, metavar="CKPT", help="run directory or model_<step>.safetensors")
+g.add_argument("--verify-split", default="val", choices=["train", "val"], help="which awareness samples to verify")
+g.add_argument("--verify-max", type=int, default=None, help="verify the first N samples only")
+g.add_argument("--verify-batch", type=int, default=64, help="samples decoded together")
+g.add_argument("--device", default="auto", help="device for --verify-with")
+args = None  # parsed in main(), so that tests can import the verification functions
 
 
-def main():
+def main(argv=None):
+    global args
+    args = parser.parse_args(argv)
     t0 = time.time()
     settings = dict(get_preset(args.preset)["data"])
     for key in ("n_train", "n_val", "n_test", "max_turns"):
@@ -172,6 +193,87 @@ def main():
             ctx.append(len(tok.render(messages[:idx + 1], add_generation_prompt=True)[0]))
         print(f"  {policy:9s}: mean {np.mean(ctx):6.0f} | p95 {np.percentile(ctx, 95):6.0f} | max {max(ctx):6d}")
     print(f"PAG + tokenizer + SFT data written to {args.out} in {time.time() - t1:.1f}s")
+    if args.verify_with:
+        verify(args.verify_with, args.out, args.verify_split, splits[args.verify_split], args.verify_max,
+               args.verify_batch, get_device(args.device))
+
+
+# ----------------------------------------------------------------------------
+# Model-aware verification: can a model act from the oracle's awareness alone?
+
+def verify_prompt(tok, messages):
+    """An awareness SFT sample -> (prompt ids, expected first step). The prompt is the context up to
+    and including this turn's user message with the generation prompt (as agent.py builds it),
+    then the oracle's <summary>..</summary><plan>..</plan>, forced; the model continues from there."""
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    summary, plan, first_step = split_awareness(messages[last_user + 1]["content"])
+    ids = tok.render(messages[:last_user + 1], add_generation_prompt=True)[0]
+    return ids + tok.encode(awareness_text(summary, plan), allow_special=True), first_step
+
+
+def same_first_step(generated, expected):
+    """Does the generated first step reproduce the expected one? A call list is compared parsed
+    (function names and literal arguments, in order; spacing and keyword order do not matter),
+    anything else as exact text (surrounding whitespace aside)."""
+    generated, expected = generated.strip(), expected.strip()
+    if expected.startswith("["):
+        try:
+            return parse_calls(generated) == parse_calls(expected)
+        except ParseError:
+            return False
+    return generated == expected
+
+
+@torch.no_grad()
+def verify_samples(model, tok, samples, batch_size=64):
+    """samples: SFT rows ({"messages": ...}) -> (passed, generated text) per sample; greedy decoding
+    of the first step, batched through the Engine (ragged prompts, one row per sample)."""
+    device = next(model.parameters()).device
+    results = []
+    for start in range(0, len(samples), batch_size):
+        part = [verify_prompt(tok, s["messages"]) for s in samples[start:start + batch_size]]
+        # room for the expected step, its <|end|>, and a little more (a longer answer is wrong anyway)
+        budgets = [len(tok.encode(expected, allow_special=True)) + 8 for _, expected in part]
+        max_len = min(model.config.block_size, max(len(ids) + b for (ids, _), b in zip(part, budgets)))
+        engine = Engine(model, len(part), max_len, device=device)
+        fits = engine.append(range(len(part)), [ids for ids, _ in part])
+        rows = [i for i, ok in enumerate(fits) if ok]
+        outs, reasons = engine.generate(rows, [budgets[i] for i in rows], [tok.end_id], temperature=0)
+        texts = {i: (tok.decode(out[:-1]), reason == "stop") for i, out, reason in zip(rows, outs, reasons)}
+        for i, (_, expected) in enumerate(part):
+            text, ended = texts.get(i, ("", False))
+            results.append((ended and same_first_step(text, expected), text))
+    return results
+
+
+def verify(ckpt, out_dir, split, tasks, max_samples=None, batch_size=64, device="cpu"):
+    """Verify the awareness samples of out_dir/sft_pag_{split}.jsonl with a checkpoint; print the
+    pass counts per category and write the kept ones to sft_pag_verified_{split}.jsonl."""
+    t0 = time.time()
+    model, meta = load_checkpoint(ckpt, device=device)
+    model.eval()
+    tok = Tokenizer.load(meta["tokenizer"])
+    if meta.get("policy") != "awareness":
+        print(f"warning: {ckpt} was trained with policy {meta.get('policy')!r}, not 'awareness'")
+    with open(os.path.join(out_dir, f"sft_pag_{split}.jsonl")) as f:
+        samples = [json.loads(line) for line in f][:max_samples]
+    results = verify_samples(model, tok, samples, batch_size)
+    category = {t["id"]: t["category"] for t in tasks}  # augmented copies: "<id>_aug<seed>"
+    print(f"\nmodel-aware verification with {ckpt} ({split}, {len(samples)} samples): first step reproduced")
+    counts = {}  # category -> [passed, total]
+    for sample, (passed, _) in zip(samples, results):
+        c = counts.setdefault(category.get(sample["task_id"].split("_aug")[0], "?"), [0, 0])
+        c[0], c[1] = c[0] + passed, c[1] + 1
+    for cat in [c for c in CATEGORIES if c in counts] + sorted(set(counts) - set(CATEGORIES)):
+        passed, total = counts[cat]
+        print(f"  {cat:13s} {passed:5d} / {total:5d}  ({100 * passed / total:5.1f}%)")
+    kept = [s for s, (passed, _) in zip(samples, results) if passed]
+    print(f"  {'all':13s} {len(kept):5d} / {len(samples):5d}  ({100 * len(kept) / max(1, len(samples)):5.1f}%)")
+    path = os.path.join(out_dir, f"sft_pag_verified_{split}.jsonl")
+    with open(path, "w") as f:
+        for s in kept:
+            f.write(json.dumps(s) + "\n")
+    print(f"kept samples written to {path} in {time.time() - t0:.1f}s")
 
 
 if __name__ == "__main__":

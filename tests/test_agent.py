@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from nanoparl.agent import AgentLoop
+from nanoparl.checkpoint import save_checkpoint
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.tasks import load_tasks
 from nanoparl.tokenizer import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from data_gen import same_first_step, verify_prompt, verify_samples  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +90,12 @@ def test_context_overflow_ends_the_task_without_an_exception(data):
 
 class ScriptedGPT(GPT):
     """A real GPT (its forward runs, with or without the cache) whose logits are overridden:
-    after token a in `successor`, token successor[a] is certain; right after <|assistant|> only
-    the `choices` tokens are allowed and the real model picks among them. So greedy decoding
-    writes whole scripted steps ("[get_watchlist()]", "Done.") chosen by the model's context."""
+    after a token of a script, the script's next token is certain; right after the trigger token
+    (default <|assistant|>) only the first tokens of `choice_scripts` are allowed and the real model
+    picks among them. So greedy decoding writes whole scripted steps ("[get_watchlist()]", "Done.")
+    chosen by the model's context."""
 
-    def __init__(self, config, tok, scripts, choice_scripts):
+    def __init__(self, config, tok, scripts, choice_scripts, trigger=None):
         super().__init__(config)
         succ = torch.full((config.vocab_size,), -1, dtype=torch.long)
         firsts = []
@@ -107,7 +111,7 @@ class ScriptedGPT(GPT):
         allowed = torch.zeros(config.vocab_size, dtype=torch.bool)
         allowed[firsts] = True
         self.register_buffer("allowed", allowed, persistent=False)
-        self.assistant_id = tok.role_ids["assistant"]
+        self.trigger = tok.role_ids["assistant"] if trigger is None else trigger
 
     def forward(self, idx, targets=None, cache=None, rows=None):
         logits = super().forward(idx, cache=cache, rows=rows)  # (B, T, V)
@@ -115,7 +119,7 @@ class ScriptedGPT(GPT):
         forced = torch.full_like(logits, -1e4).scatter_(-1, nxt.clamp_min(0)[..., None], 1e4)
         logits = torch.where((nxt >= 0)[..., None], forced, logits)
         choose = logits.masked_fill(~self.allowed, -1e4)
-        return torch.where((idx == self.assistant_id)[..., None], choose, logits)
+        return torch.where((idx == self.trigger)[..., None], choose, logits)
 
 
 def scripted_model(tok, choices, weight_std=None, block_size=4096):
@@ -193,3 +197,75 @@ def test_batched_rollouts_equal_one_task_at_a_time(data, policy):
         for s, t in zip(r.segments, a.segments):
             assert s["mask"] == t["mask"] and s["turn_ids"] == t["turn_ids"]
             assert max(abs(x - y) for x, y in zip(s["logprobs"], t["logprobs"])) < 1e-4
+
+
+# ----------------------------------------------------------------------------
+# data_gen.py --verify-with: model-aware verification
+
+
+def pag_samples(data_dir, split="val"):
+    with open(os.path.join(data_dir, f"sft_pag_{split}.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_verify_first_step_comparison():
+    assert same_first_step("[f(a=1, b='x')]", "[f(b='x', a=1)]")  # keyword order, spacing
+    assert same_first_step(" [f(a=1)] ", "[f(a=1)]")
+    assert not same_first_step("[f(a=2)]", "[f(a=1)]")
+    assert not same_first_step("[g(a=1)]", "[f(a=1)]")
+    assert not same_first_step("[f(a=1), f(a=1)]", "[f(a=1)]")
+    assert not same_first_step("[f(a=1)", "[f(a=1)]")
+    assert not same_first_step("Done.", "[f(a=1)]")
+    assert same_first_step("Could you tell me the amount?", "Could you tell me the amount?")
+    assert not same_first_step("Could you tell me the price?", "Could you tell me the amount?")
+    assert not same_first_step("[f(a=1)]", "None of the available functions can do that.")
+
+
+def test_verify_prompt_is_the_trained_prefix(data):
+    """prompt + the expected step + <|end|> is exactly how the SFT sample renders: a model that
+    learned the data reproduces the step from this prompt."""
+    data_dir, tok, _, _ = data
+    for sample in pag_samples(data_dir):
+        ids, expected = verify_prompt(tok, sample["messages"])
+        target = tok.encode(expected, allow_special=True) + [tok.end_id]
+        full, mask = tok.render(sample["messages"])
+        assert full[:len(ids) + len(target)] == ids + target
+        assert mask[len(ids)] == 1 and not expected.startswith("<summary>")
+
+
+def test_verify_passes_a_model_that_writes_the_expected_step(data):
+    """A scripted model that writes one sample's first step after </plan>: that sample (and any
+    with the same step) passes, the others fail -- through the batched Engine path."""
+    data_dir, tok, _, _ = data
+    samples = pag_samples(data_dir)
+    steps = [verify_prompt(tok, s["messages"])[1] for s in samples]
+    plan_end = tok.special["</plan>"]
+    pick = next(i for i, step in enumerate(steps)
+                if len(set(ids := tok.encode(step) + [tok.end_id])) == len(ids) and plan_end not in ids)
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
+                       intermediate_size=32, block_size=2048)
+    model = ScriptedGPT(config, tok, [steps[pick]], [steps[pick]], trigger=plan_end).eval()
+    results = verify_samples(model, tok, samples, batch_size=8)
+    assert results[pick] == (True, steps[pick])
+    assert [ok for ok, _ in results] == [same_first_step(steps[pick], step) for step in steps]
+    assert sum(ok for ok, _ in results) < len(samples)
+
+
+def test_data_gen_verify_with_a_checkpoint(data, tmp_path):
+    data_dir, tok, _, _ = data
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(str(ckpt), 0, tiny_model(tok),
+                    meta={"tokenizer": os.path.join(data_dir, "tokenizer.json"), "policy": "awareness"})
+    out = tmp_path / "data"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "data_gen.py"), "--preset", "micro", "--seed", "3",
+                        "--out", str(out), "--n-train", "60", "--n-val", "8", "--n-test", "24",
+                        "--verify-with", str(ckpt), "--verify-max", "10"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "model-aware verification" in r.stdout
+    all_line = next(line for line in r.stdout.splitlines() if line.strip().startswith("all "))
+    passed, total = (int(x) for x in all_line.split("(")[0].split()[1::2])
+    assert total == 10 and 0 <= passed <= total
+    with open(out / "sft_pag_verified_val.jsonl") as f:
+        assert len(f.readlines()) == passed
