@@ -15,6 +15,9 @@ import torch
 from nanoparl.common import autocast, default_preset, get_device, get_preset, seed_everything
 from nanoparl.engine import Engine, sample
 from nanoparl.model import GPT, GPTConfig
+from nanoparl.pag import oracle_turns, sft_samples, system_message, tool_message, user_message
+from nanoparl.tasks import generate_splits
+from nanoparl.tokenizer import Tokenizer
 
 
 def timed(fn, warmup=2, iters=5, device=None):
@@ -146,10 +149,132 @@ def bench_sampler(args, device):
     print(f"  softmax + torch.multinomial (token only): {multi:.1f} us/call")
 
 
+# ----------------------------------------------------------------------------
+# Section: multi-turn rollouts, append-to-cache vs re-prefill
+
+def rollout_scripts(tok, tasks):
+    """History-policy rollouts as agent.py runs them -> per task (first prompt, steps), each step
+    (n generated tokens, forced tokens after it). A step generates as many tokens as the oracle's
+    text (+ <|end|>); the forced tokens are the tool results or the next user turn, + <|assistant|>."""
+    assistant = [tok.role_ids["assistant"]]
+    scripts = []
+    for task in tasks:
+        turns = oracle_turns(task)
+        prompt = tok.render([system_message(task), user_message(task, 0)], add_generation_prompt=True)[0]
+        steps = []
+        for k, turn in enumerate(turns):
+            for text, results in turn["steps"]:
+                if results is not None:
+                    forced = tok.render_message(tool_message(results))[0] + assistant
+                elif k + 1 < len(turns):
+                    forced = tok.render_message(user_message(task, k + 1))[0] + assistant
+                else:
+                    forced = []
+                steps.append((len(tok.encode(text, allow_special=True)) + 1, forced))
+        scripts.append((prompt, steps))
+    return scripts
+
+
+def bench_rollout(args, device):
+    """4-turn history-policy rollouts, batch 16, greedy, the preset's model at random init.
+
+    engine:     what agent.py does: prefill the first prompt once, then per step decode the step's
+                tokens over the KV cache and append the forced tokens (tool output, next user
+                turn) to it; the prefix is never recomputed.
+    re-prefill: no state kept between steps: every step starts with a full forward over the whole
+                context so far, then decodes its tokens cache-less, a full forward per token
+                (timed on the first `--rollout-naive-steps` steps of every rollout, where contexts
+                are shortest: this flatters re-prefill).
+    re-prefill + cached decode: the middle ground (a stateless server with a KV cache): every
+                step prefills the whole context into a fresh cache, then decodes over that cache.
+    All produce the same token sequences (re-prefill is teacher-forced with the engine's tokens,
+    and its greedy choices are checked against them); tok/s counts generated tokens.
+    """
+    p = get_preset(args.preset)
+    settings = dict(p["data"], max_turns=4)
+    block = p["model"]["block_size"]
+    pool = generate_splits(settings, seed=0, sizes={"train": 400})["train"]
+    tok = Tokenizer.train((m["content"] for t in pool[:300] for m in sft_samples(t, "history")[0]),
+                          p["tokenizer"]["vocab_size"])
+    model = build_model(args.preset, device, tok.vocab_size).eval()
+    candidates = rollout_scripts(tok, [t for t in pool[300:] if len(t["question"]) == 4])
+    B = 16
+    scripts = [s for s in candidates if len(s[0]) + sum(n + len(f) for n, f in s[1]) <= block][:B]
+    lengths = [len(prompt) + sum(n + len(f) for n, f in steps) for prompt, steps in scripts]
+    n_steps = max(len(steps) for _, steps in scripts)
+    n_gen = sum(n for _, steps in scripts for n, _ in steps)
+    engine = Engine(model, batch_size=B, max_len=max(lengths), device=device)
+
+    def run_engine():
+        engine.reset(range(B))
+        engine.append(range(B), [prompt for prompt, _ in scripts])
+        for s in range(n_steps):
+            live = [i for i, (_, steps) in enumerate(scripts) if s < len(steps)]
+            engine.generate(live, [scripts[i][1][s][0] for i in live], temperature=0)  # no stop token
+            forced = [(i, scripts[i][1][s][1]) for i in live if scripts[i][1][s][1]]
+            engine.append([i for i, _ in forced], [f for _, f in forced])
+
+    run_engine()  # warm-up, and the token sequences the re-prefill path replays
+    sequences = [engine.tokens(i) for i in range(B)]
+    engine_sec = timed(run_engine, warmup=0, iters=1, device=device)
+
+    @torch.no_grad()
+    def run_reprefill(max_steps):
+        agree = total = 0
+        pos = [len(prompt) for prompt, _ in scripts]  # where each row's current step starts
+        for s in range(min(n_steps, max_steps)):
+            live = [i for i, (_, steps) in enumerate(scripts) if s < len(steps)]
+            for j in range(max(scripts[i][1][s][0] for i in live)):
+                rows = [i for i in live if j < scripts[i][1][s][0]]
+                ctx = [sequences[i][:pos[i] + j] for i in rows]
+                T = max(map(len, ctx))
+                idx = torch.tensor([c + [0] * (T - len(c)) for c in ctx], device=device)  # right-padded
+                with autocast(device):
+                    logits = model(idx)  # (N, T, V): the whole context, every time
+                last = torch.tensor([len(c) - 1 for c in ctx], device=device)
+                choice = logits[torch.arange(len(rows), device=device), last].argmax(-1).tolist()
+                agree += sum(c == sequences[i][pos[i] + j] for c, i in zip(choice, rows))
+                total += len(rows)
+            for i in live:
+                pos[i] += scripts[i][1][s][0] + len(scripts[i][1][s][1])
+        return agree, total
+
+    fresh = Engine(model, batch_size=B, max_len=max(lengths), device=device)
+
+    def run_reprefill_cached():
+        pos = [len(prompt) for prompt, _ in scripts]
+        for s in range(n_steps):
+            live = [i for i, (_, steps) in enumerate(scripts) if s < len(steps)]
+            fresh.reset(live)
+            fresh.append(live, [sequences[i][:pos[i]] for i in live])  # the whole context, again
+            fresh.generate(live, [scripts[i][1][s][0] for i in live], temperature=0)
+            for i in live:
+                pos[i] += scripts[i][1][s][0] + len(scripts[i][1][s][1])
+
+    cached_sec = timed(run_reprefill_cached, warmup=0, iters=1, device=device)
+    naive_steps = args.rollout_naive_steps
+    t0 = time.perf_counter()
+    agree, naive_tokens = run_reprefill(naive_steps)
+    naive_sec = time.perf_counter() - t0
+    engine_tok_s, naive_tok_s = n_gen / engine_sec, naive_tokens / naive_sec
+    print(f"rollout[{args.preset}]: batch {B} x 4-turn history rollouts, {n_steps} steps at most, "
+          f"{n_gen} generated + {sum(lengths) - n_gen} forced tokens, context up to {max(lengths)} tokens")
+    print(f"  engine (append to cache): {engine_tok_s:,.0f} generated tok/s ({engine_sec:.2f} s for the batch)")
+    print(f"  re-prefill every step, cache-less decode: {naive_tok_s:,.0f} generated tok/s "
+          f"(first {naive_steps} steps: {naive_tokens} tokens in {naive_sec:.1f} s; greedy agrees "
+          f"with the engine on {100 * agree / naive_tokens:.1f}%)")
+    print(f"  engine / re-prefill: {engine_tok_s / naive_tok_s:.1f}x")
+    print(f"  re-prefill every step + cached decode: {n_gen / cached_sec:,.0f} generated tok/s "
+          f"({cached_sec:.2f} s) -> engine / this: {cached_sec / engine_sec:.1f}x")
+    print(f"  engine memory (Engine.nbytes, KV cache + pending logits): {engine.nbytes() / 2**20:.1f} MiB "
+          f"for {B} rows x {engine.max_len} tokens")
+
+
 SECTIONS = {
     "model": bench_model,
     "decode": bench_decode,
     "sampler": bench_sampler,
+    "rollout": bench_rollout,
 }
 
 
@@ -161,6 +286,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--rollout-naive-steps", type=int, default=2,
+                        help="rollout: steps per rollout timed on the slow re-prefill path")
     args = parser.parse_args()
     args.preset = args.preset or default_preset()
     if args.threads:
