@@ -33,6 +33,7 @@ from nanoparl.checkpoint import list_steps, load_checkpoint, load_train_state, s
 from nanoparl.common import (autocast, cleanup_distributed, default_preset, get_preset,
                              init_distributed, log0, seed_everything, JsonlLogger)
 from nanoparl.model import GPT, GPTConfig
+from nanoparl.pag import DEFAULT_FORMAT
 from nanoparl.tokenizer import Tokenizer
 
 
@@ -218,8 +219,10 @@ def main(argv=None):
         log0(f"resumed from {args.out} step {step}")
 
     ddp = DDP(model) if world > 1 else model
+    fmt_path = os.path.join(args.data_dir, "format.json")  # how the data was rendered (pag.DEFAULT_FORMAT)
+    fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
     meta = {"tokenizer": os.path.abspath(tok_path), "policy": "awareness" if args.data == "pag" else "history",
-            "data": args.data, "preset": args.preset, "kind": "sft"}
+            "format": fmt, "data": args.data, "preset": args.preset, "kind": "sft"}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl")) if rank == 0 else None
     os.makedirs(args.out, exist_ok=True)
 

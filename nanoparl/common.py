@@ -30,6 +30,8 @@ PRESETS = {
                      categories=["base", "miss_param", "miss_func", "long_context"]),
         "sft": dict(batch_size=8, lr=3e-3, max_steps=60, warmup_steps=10, eval_every=30,
                     eval_samples=32, save_every=30),
+        "rl": dict(tasks_per_step=4, group_size=4, ppo_epochs=1, lr=3e-4, max_steps=6, step_tokens=96,
+                   eval_every=3, eval_tasks=8, save_every=3),
     },
     # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
     "cpu": {
@@ -44,6 +46,8 @@ PRESETS = {
                      categories=["base", "miss_param", "miss_func", "long_context"]),
         "sft": dict(batch_size=32, lr=2e-3, max_steps=1000, warmup_steps=50, eval_every=200,
                     eval_samples=200, save_every=200),
+        "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=30, step_tokens=160,
+                   eval_every=10, eval_tasks=100, save_every=10),
     },
     # gpu: one GPU with 24 GB; ~30M parameters
     "gpu": {
@@ -57,6 +61,8 @@ PRESETS = {
                      categories=["base", "miss_param", "miss_func", "long_context"]),
         "sft": dict(batch_size=64, lr=1e-3, max_steps=3000, warmup_steps=100, eval_every=500,
                     eval_samples=500, save_every=500),
+        "rl": dict(tasks_per_step=32, group_size=8, ppo_epochs=2, lr=5e-5, max_steps=200, step_tokens=256,
+                   eval_every=25, eval_tasks=500, save_every=25),
     },
 }
 

@@ -74,14 +74,16 @@ def composite_reward(traj, weights=None):
 
     Components (unweighted values, all of them, so the log can show each):
       format      well-formed steps / steps (0.0 if the model produced no step at all)
-      validity    1 - errored calls / executed calls (1.0 if no call was executed)
+      validity    1 - errored calls / executed calls; with no call executed, 1.0 only if the
+                  ground truth has no call either (else 0.0: doing nothing must not pay)
       success     1.0 if the checker passed the task, else 0.0
       progress    passed turns / turns (over traj["turn_passed"])
       efficiency  -min(1, extra / max(1, total ground-truth calls)), extra = sum over turns of
                   max(0, calls made - ground-truth calls); in [-1, 0]
       awareness   needed facts found (substring) in the summary of the turn that needs them /
-                  all needed facts (1.0 if none needed); under the history policy it is 0.0 and
-                  is left out of the total whatever its weight
+                  all needed facts; if none is needed, the share of turns that wrote a summary
+                  (so that skipping the awareness does not pay); under the history policy it is
+                  0.0 and is left out of the total whatever its weight
     weights: overrides for DEFAULT_WEIGHTS (missing keys keep the default, unknown keys raise).
     """
     unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
@@ -103,11 +105,13 @@ def composite_reward(traj, weights=None):
 
     comps = {
         "format": _share(good, steps, 0.0),
-        "validity": 1.0 - _share(errors, calls, 0.0),
+        "validity": 1.0 - _share(errors, calls, 0.0) if calls else float(gt_total == 0),
         "success": float(bool(traj["passed"])),
         "progress": _share(sum(map(bool, traj["turn_passed"])), len(traj["turn_passed"]), 0.0),
         "efficiency": -min(1.0, extra / max(1, gt_total)),
-        "awareness": _share(found, needed, 1.0) if policy == "awareness" else 0.0,
+        "awareness": (_share(found, needed, 0.0) if needed else
+                      _share(sum(t["summary"] is not None for t in turns), len(turns), 0.0))
+        if policy == "awareness" else 0.0,
     }
     counted = [k for k in comps if k != "awareness" or policy == "awareness"]
     total = sum(w[k] * comps[k] for k in counted)

@@ -1,0 +1,279 @@
+"""RL after SFT: PAG-RL (PARL-MT's phase 2) and the MT-GRPO baseline.
+
+    python train_rl.py --preset cpu --algo pag-rl  --init out/sft_pag   --data-dir data --out out/pag_rl
+    python train_rl.py --preset cpu --algo mt-grpo --init out/sft_plain --data-dir data --out out/mt_grpo
+    torchrun --nproc_per_node=2 train_rl.py ...      # rollout groups sharded by rank
+
+One step: draw --tasks-per-step train tasks, roll each out --group-size times at temperature 1 with
+the engine (agent.py; the context policy is the init checkpoint's unless --policy says otherwise),
+score every rollout, turn scores into advantages, then take --ppo-epochs passes of the clipped
+policy-gradient loss over the sampled tokens (mask 1; system, user and tool tokens get no gradient).
+  --algo pag-rl   composite reward (rl.composite_reward: success, progress, format, validity,
+                  efficiency, awareness recall) with GRPO advantages, one per rollout;
+  --algo mt-grpo  turn-level rewards + lam * outcome advantage (rl.mt_grpo_advantages), one
+                  advantage per (rollout, turn), spread over that turn's tokens.
+
+The simplest correct loop, and what it simplifies against the paper (whose RL hyperparameters are
+not public; every number here is ours):
+- on-policy: rollouts come from the current weights, so at the first inner epoch the ratio is 1
+  (the engine's sampling log-probs equal the training forward's: temperature 1, no truncation);
+- groups whose rewards are all equal carry zero advantage; their sequences are skipped (unless a KL
+  term needs them), and their share is logged;
+- token-level loss normalisation over the whole step (DAPO style), optional k3 KL to the init model;
+- no value model, no reward model, no entropy bonus, no dynamic sampling or over-long filtering;
+- awareness-policy rollouts are one sequence per user turn (the context is rebuilt each turn), each
+  trained with its rollout's (or turn's) advantage.
+"""
+
+import argparse
+import copy
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import eval as evaluation
+from nanoparl.agent import AgentLoop, trajectory_summary
+from nanoparl.checkpoint import list_steps, load_checkpoint, load_train_state, save_checkpoint
+from nanoparl.common import (JsonlLogger, autocast, cleanup_distributed, default_preset, get_preset,
+                             init_distributed, log0, seed_everything)
+from nanoparl.pag import DEFAULT_FORMAT
+from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
+                         mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
+                         turn_rewards, zero_advantage_share)
+from nanoparl.tasks import load_tasks
+from nanoparl.tokenizer import Tokenizer
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to train")
+    g.add_argument("--algo", choices=["pag-rl", "mt-grpo"], required=True)
+    g.add_argument("--init", required=True, help="the SFT run (or checkpoint file) to start from")
+    g.add_argument("--policy", choices=["history", "awareness"], default=None, help="default: the init checkpoint's")
+    g.add_argument("--data-dir", default="data")
+    g.add_argument("--out", required=True)
+    g.add_argument("--preset", default=None, help="micro|cpu|gpu (default: gpu with CUDA, else cpu)")
+    g.add_argument("--resume", action="store_true")
+    g.add_argument("--seed", type=int, default=1337)
+    g = p.add_argument_group("RL (default: the preset's 'rl' section)")
+    g.add_argument("--max-steps", type=int, default=None)
+    g.add_argument("--tasks-per-step", type=int, default=None, help="global, split across ranks")
+    g.add_argument("--group-size", type=int, default=None, help="rollouts per task (G)")
+    g.add_argument("--ppo-epochs", type=int, default=None, help="inner epochs over each batch (mu)")
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--clip", type=float, default=0.2)
+    g.add_argument("--kl", type=float, default=0.0, help="k3 KL coefficient to the init model (0: off)")
+    g.add_argument("--lam", type=float, default=1.0, help="mt-grpo: weight of the outcome advantage")
+    g.add_argument("--temperature", type=float, default=1.0, help="rollout temperature (1: ratio 1 on-policy)")
+    g.add_argument("--step-tokens", type=int, default=None, help="max tokens per assistant step")
+    g.add_argument("--micro-batch", type=int, default=16, help="sequences per forward/backward")
+    for name, w in DEFAULT_WEIGHTS.items():
+        g.add_argument(f"--w-{name}", type=float, default=w, help=f"pag-rl reward weight (ours: {w})")
+    g = p.add_argument_group("evaluation, logging, checkpoints")
+    g.add_argument("--eval-every", type=int, default=None)
+    g.add_argument("--eval-tasks", type=int, default=None, help="val tasks per evaluation")
+    g.add_argument("--save-every", type=int, default=None)
+    g.add_argument("--keep-last", type=int, default=2)
+    g.add_argument("--dump-episodes", type=int, default=2, help="decoded episodes written per eval")
+    return p.parse_args(argv)
+
+
+def step_tasks(tasks, n, step, seed):
+    """The tasks of one RL step: a pure function of (seed, step), so --resume replays the order."""
+    per_epoch = max(1, len(tasks) // n)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(len(tasks))
+    return [tasks[i] for i in perm[k * n:(k + 1) * n]]
+
+
+def score(rollouts, args, policy, samples):
+    """-> (per-rollout advantage tensors over turns, rewards, reward parts). Groups are adjacent."""
+    trajs = [trajectory_summary(r, policy) for r in rollouts]
+    groups = [r.group for r in rollouts]
+    if args.algo == "pag-rl":
+        weights = {k: getattr(args, f"w_{k}") for k in DEFAULT_WEIGHTS}
+        scored = [composite_reward(t, weights) for t in trajs]
+        rewards = [s[0] for s in scored]
+        adv = grpo_advantages(rewards, groups)
+        advantages = [a.repeat(len(t["turns"])) for a, t in zip(adv, trajs)]  # same value every turn
+        parts = {k: float(np.mean([s[1][k] for s in scored])) for k in scored[0][1]}
+    else:
+        turns = [turn_rewards(t)[0] for t in trajs]
+        outcome = [outcome_reward(t)[0] for t in trajs]
+        advantages = mt_grpo_advantages(turns, outcome, groups, args.lam)
+        rewards = [o + float(np.mean(tr)) if tr else o for o, tr in zip(outcome, turns)]
+        parts = {"outcome": float(np.mean(outcome)), "turn": float(np.mean([np.mean(t) for t in turns if t]))}
+    return advantages, rewards, parts, zero_advantage_share(rewards, groups)
+
+
+def build_batch(rollouts, advantages, keep_zero):
+    """Sequences to train on: (tokens, mask, old log-probs, per-token advantage) per segment."""
+    seqs = []
+    for r, adv in zip(rollouts, advantages):
+        if not keep_zero and bool((adv == 0).all()):
+            continue
+        for seg in r.segments:
+            turn_ids = torch.tensor([t if t >= 0 else -1 for t in seg["turn_ids"]])[None]
+            tok_adv = expand_advantages([adv], turn_ids)[0]
+            seqs.append((seg["tokens"], seg["mask"], seg["logprobs"], tok_adv))
+    return seqs
+
+
+def pad(seqs, device):
+    T = max(len(s[0]) for s in seqs)
+    tokens = torch.zeros(len(seqs), T, dtype=torch.long)
+    mask, old, adv = (torch.zeros(len(seqs), T) for _ in range(3))
+    for i, (t, m, lp, a) in enumerate(seqs):
+        n = len(t)
+        tokens[i, :n], mask[i, :n], old[i, :n], adv[i, :n] = torch.tensor(t), torch.tensor(m, dtype=torch.float), \
+            torch.tensor(lp), a
+    # position t's log-prob comes from logits at t-1: drop the first position everywhere
+    return tokens.to(device), mask[:, 1:].to(device), old[:, 1:].to(device), adv[:, 1:].to(device)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rank, world, device = init_distributed()
+    args.preset = args.preset or default_preset()
+    hp = dict(get_preset(args.preset)["rl"])
+    for key in ("max_steps", "tasks_per_step", "group_size", "ppo_epochs", "lr", "step_tokens",
+                "eval_every", "eval_tasks", "save_every"):
+        if getattr(args, key) is not None:
+            hp[key] = getattr(args, key)
+    seed_everything(args.seed + rank)
+
+    model, init_meta = load_checkpoint(args.init)
+    model.to(device)
+    tok = Tokenizer.load(init_meta["tokenizer"])
+    policy = args.policy or init_meta.get("policy", "history")
+    fmt = init_meta.get("format", DEFAULT_FORMAT)
+    ref = copy.deepcopy(model).eval() if args.kl > 0 else None
+    train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
+    val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:hp["eval_tasks"]]
+    opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95), weight_decay=0.0)
+    step = 0
+    if args.resume and os.path.isdir(args.out) and list_steps(args.out):
+        last = list_steps(args.out)[-1]
+        model.load_state_dict(load_checkpoint(args.out, last)[0].state_dict())
+        state = load_train_state(args.out, last)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        log0(f"resumed from {args.out} step {step}")
+    os.makedirs(args.out, exist_ok=True)
+    logger = JsonlLogger(os.path.join(args.out, "log.jsonl"))
+    meta = dict(init_meta, kind="rl", algo=args.algo, policy=policy, init=os.path.abspath(args.init),
+                format=fmt, preset=args.preset)
+    meta.pop("metrics", None)
+    meta.pop("step", None)
+    meta.pop("config", None)
+    n_local = hp["tasks_per_step"] // world
+    G = hp["group_size"]
+    log0(f"{args.algo} | policy {policy} | init {args.init} | {len(train_tasks)} train tasks | "
+         f"{hp['tasks_per_step']} tasks x {G} rollouts per step | world {world} | {device}")
+
+    def run_eval():
+        ev_args = argparse.Namespace(step_tokens=hp["step_tokens"], temperature=0.0, top_k=None, top_p=None, samples=1,
+                                     seed=0, batch_tasks=64)
+        model.eval()
+        rollouts = evaluation.evaluate(model, tok, val_tasks, policy, fmt, ev_args)
+        res = evaluation.metrics(rollouts, policy, 1)
+        with open(os.path.join(args.out, f"episodes_{step}.txt"), "w") as f:
+            for r in rollouts[:args.dump_episodes]:
+                f.write(episode_text(r) + "\n")
+        return res
+
+    metrics = {}
+    while True:
+        last_step = step == hp["max_steps"]
+        if rank == 0 and (step % hp["eval_every"] == 0 or last_step):
+            res = run_eval()
+            metrics = {"val_accuracy": res["overall"]["accuracy"],
+                       **{f"val_{c}": res[c]["accuracy"] for c in res if c != "overall"}}
+            log0(f"step {step} | val accuracy {metrics['val_accuracy']:.3f} | " +
+                 " | ".join(f"{k[4:]} {v:.2f}" for k, v in metrics.items() if k != "val_accuracy"))
+            logger.log(step=step, **metrics)
+        if rank == 0 and (last_step or (step > 0 and step % hp["save_every"] == 0)):
+            save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
+                            train_state={"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                                         "step": step})
+        if world > 1:
+            dist.barrier()
+        if last_step:
+            break
+
+        # ---- rollouts (this rank's share of the step's groups)
+        t0 = time.time()
+        tasks = step_tasks(train_tasks, hp["tasks_per_step"], step, args.seed)[rank * n_local:(rank + 1) * n_local]
+        model.eval()
+        loop = AgentLoop(model, tok, policy, fmt, step_tokens=hp["step_tokens"], temperature=args.temperature,
+                         seed=args.seed * 100003 + step * 101 + rank)
+        rollouts = loop.run(tasks, G)
+        t_sample = time.time() - t0 - loop.env_seconds
+        advantages, rewards, parts, zero_share = score(rollouts, args, policy, G)
+        seqs = build_batch(rollouts, advantages, keep_zero=args.kl > 0)
+
+        # ---- policy update: ppo_epochs passes, token-level normalisation over the whole step
+        t1 = time.time()
+        model.train()
+        n_tok = torch.tensor(float(sum(sum(s[1][1:]) for s in seqs)))
+        if world > 1:
+            dist.all_reduce(n_tok)
+        stats_acc = []
+        for epoch in range(hp["ppo_epochs"]):
+            for i in range(0, len(seqs), args.micro_batch):
+                tokens, mask, old, adv = pad(seqs[i:i + args.micro_batch], device)
+                with autocast(device):
+                    logits = model(tokens)
+                logp = token_logprobs(logits[:, :-1].float(), tokens[:, 1:])
+                logp_ref = None
+                if ref is not None:
+                    with torch.no_grad(), autocast(device):
+                        logp_ref = token_logprobs(ref(tokens)[:, :-1].float(), tokens[:, 1:])
+                loss, stats = policy_loss(logp, old, adv, mask, clip=args.clip, logp_ref=logp_ref,
+                                          kl_coef=args.kl, num_tokens=max(n_tok.item(), 1.0))
+                loss.backward()
+                stats_acc.append(stats)
+            if world > 1:  # plain all-reduce: ranks may hold different numbers of sequences
+                for p in model.parameters():
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if torch.isfinite(grad_norm):
+                opt.step()
+            opt.zero_grad(set_to_none=True)
+        t_train = time.time() - t1
+        step += 1
+
+        acc = float(np.mean([r.verdict["passed"] for r in rollouts]))
+        steps_per_task = float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rollouts]))
+        tokens_per_task = float(np.mean([r.generated for r in rollouts]))
+        kl = float(np.mean([s["kl"] for s in stats_acc])) if stats_acc else 0.0
+        clip_frac = float(np.mean([s["clip_frac"] for s in stats_acc])) if stats_acc else 0.0
+        log0(f"step {step} | reward {np.mean(rewards):.3f} | " + " ".join(f"{k} {v:.2f}" for k, v in parts.items()) +
+             f" | acc {acc:.2f} | steps/task {steps_per_task:.1f} | tok/task {tokens_per_task:.0f} | "
+             f"zero-adv {zero_share:.2f} | kl {kl:.4f} | clip {clip_frac:.3f} | "
+             f"time sample {t_sample:.1f}s env {loop.env_seconds:.1f}s train {t_train:.1f}s")
+        logger.log(step=step, reward=float(np.mean(rewards)), accuracy=acc, zero_adv=zero_share, kl=kl,
+                   steps_per_task=steps_per_task, tokens_per_task=tokens_per_task, **parts)
+    cleanup_distributed()
+    return metrics
+
+
+def episode_text(r):
+    lines = [f"=== {r.task['id']} ({r.task['category']}) passed={r.verdict['passed']} "
+             f"error={r.verdict['error_type']}"]
+    for k, turn in enumerate(r.turns):
+        lines.append(f"[user] {r.task['question'][k][0]['content']}")
+        lines += [f"[{m['role']}] {m['content']}" for m in turn["messages"]]
+        lines.append(f"  (ground truth: {r.task['ground_truth'][k]})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
