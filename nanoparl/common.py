@@ -44,9 +44,9 @@ PRESETS = {
         "data": dict(n_train=4000, n_val=200, n_test=400, max_turns=4, long_output_chars=1500,
                      classes=["TicketAPI", "TradingBot", "TravelAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
-        "sft": dict(batch_size=32, lr=2e-3, max_steps=1000, warmup_steps=50, eval_every=200,
-                    eval_samples=200, save_every=200),
-        "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=30, step_tokens=160,
+        "sft": dict(batch_size=32, lr=2e-3, max_steps=400, warmup_steps=30, eval_every=100,
+                    eval_samples=200, save_every=100),
+        "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=20, step_tokens=160,
                    eval_every=10, eval_tasks=100, save_every=10),
     },
     # gpu: one GPU with 24 GB; ~30M parameters

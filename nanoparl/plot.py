@@ -1,0 +1,46 @@
+"""The results figure: training reward and val accuracy per step of each RL run (needs matplotlib).
+
+matplotlib is not a dependency: without it, plot_runs prints a note and returns None.
+"""
+
+import glob
+import json
+import os
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_runs(out_dir, name="rl_curves.png"):
+    runs = {}
+    for log in sorted(glob.glob(os.path.join(out_dir, "*", "log.jsonl"))):
+        records = read_log(log)
+        if any("reward" in r for r in records):  # RL runs only (SFT logs have no reward)
+            runs[os.path.basename(os.path.dirname(log))] = records
+    if not runs:
+        print("plot: no RL logs found, no figure")
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plot: matplotlib is not installed; `pip install matplotlib` to get the figure "
+              f"(the numbers are in {out_dir}/*/log.jsonl)")
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for run, records in runs.items():
+        train = [r for r in records if "reward" in r]
+        val = [r for r in records if "val_accuracy" in r]
+        ax1.plot([r["step"] for r in train], [r["reward"] for r in train], label=run)
+        ax2.plot([r["step"] for r in val], [r["val_accuracy"] for r in val], marker="o", label=run)
+    ax1.set(xlabel="RL step", ylabel="mean training reward", title="reward")
+    ax2.set(xlabel="RL step", ylabel="val accuracy", title="accuracy (val, greedy)")
+    ax1.legend()
+    fig.tight_layout()
+    path = os.path.join(out_dir, name)
+    fig.savefig(path, dpi=100)
+    print(f"plot: wrote {path}")
+    return path
