@@ -49,16 +49,17 @@ def parse_args(argv=None):
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", default="data")
     g.add_argument("--split", default="test", choices=["train", "val", "test"])
-    g.add_argument("--max-tasks", type=int, default=None, help="evaluate the first N tasks only")
+    g.add_argument("--max-tasks", type=int, default=None,
+                   help="evaluate the first N tasks only (default: the preset's; tasks cycle through categories)")
     g = p.add_argument_group("sampling")
     g.add_argument("--samples", type=int, default=1, help="rollouts per task (pass^k uses k = this)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--step-tokens", type=int, default=256, help="max tokens per assistant step")
+    g.add_argument("--step-tokens", type=int, default=None, help="max tokens per assistant step (default: the preset's)")
     g.add_argument("--batch-tasks", type=int, default=64, help="tasks per engine batch")
     g = p.add_argument_group("run")
-    g.add_argument("--preset", default=None, help="micro|cpu|gpu (the oracle's model size; default by device)")
+    g.add_argument("--preset", default=None, help="micro|cpu|gpu: eval defaults, the oracle's model (default by device)")
     g.add_argument("--show", type=int, default=0, help="print N transcripts with summaries and plans")
     g.add_argument("--out", default=None, help="write the metrics as JSON here")
     g.add_argument("--seed", type=int, default=0)
@@ -148,6 +149,10 @@ def evaluate(model, tok, tasks, policy, fmt, args, agent="model"):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.preset = args.preset or default_preset()
+    preset_eval = get_preset(args.preset)["eval"]
+    args.max_tasks = args.max_tasks or preset_eval["max_tasks"]
+    args.step_tokens = args.step_tokens or preset_eval["step_tokens"]
     seed_everything(args.seed)
     device = get_device(args.device)
     if args.agent == "model" and not args.ckpt:
@@ -158,7 +163,7 @@ def main(argv=None):
     runs = []  # (name, model, tokenizer, policy, format, agent)
     if args.agent == "oracle":
         tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
-        preset = get_preset(args.preset or default_preset())
+        preset = get_preset(args.preset)
         # the oracle's texts are forced; a random model of the preset only carries the KV cache
         model = GPT(GPTConfig(**dict(preset["model"], vocab_size=tok.vocab_size)))
         runs.append(("oracle", model, tok, args.policy or "history", data_fmt, "oracle"))

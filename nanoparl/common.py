@@ -32,6 +32,7 @@ PRESETS = {
                     eval_samples=32, save_every=30),
         "rl": dict(tasks_per_step=4, group_size=4, ppo_epochs=1, lr=3e-4, max_steps=6, step_tokens=96,
                    eval_every=3, eval_tasks=8, save_every=3),
+        "eval": dict(max_tasks=None, step_tokens=96),
     },
     # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
     "cpu": {
@@ -48,6 +49,8 @@ PRESETS = {
                     eval_samples=200, save_every=100),
         "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=20, step_tokens=160,
                    eval_every=10, eval_tasks=100, save_every=10),
+        # the first 200 test tasks (50 per category: tasks cycle through the categories)
+        "eval": dict(max_tasks=200, step_tokens=160),
     },
     # gpu: one GPU with 24 GB; ~30M parameters
     "gpu": {
@@ -63,6 +66,7 @@ PRESETS = {
                     eval_samples=500, save_every=500),
         "rl": dict(tasks_per_step=32, group_size=8, ppo_epochs=2, lr=5e-5, max_steps=200, step_tokens=256,
                    eval_every=25, eval_tasks=500, save_every=25),
+        "eval": dict(max_tasks=None, step_tokens=256),
     },
 }
 
