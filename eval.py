@@ -25,7 +25,6 @@ import time
 from collections import Counter
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from nanoparl.agent import AgentLoop, trajectory_summary

@@ -27,7 +27,6 @@ not public; every number here is ours):
 
 import argparse
 import copy
-import math
 import os
 import time
 
@@ -37,7 +36,7 @@ import torch.distributed as dist
 
 import eval as evaluation
 from nanoparl.agent import AgentLoop, trajectory_summary
-from nanoparl.checkpoint import list_steps, load_checkpoint, load_train_state, save_checkpoint
+from nanoparl.checkpoint import load_checkpoint, resume_training, save_checkpoint, training_state
 from nanoparl.common import (JsonlLogger, autocast, cleanup_distributed, default_preset, get_preset,
                              init_distributed, log0, seed_everything)
 from nanoparl.pag import DEFAULT_FORMAT
@@ -155,14 +154,8 @@ def main(argv=None):
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
     val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:hp["eval_tasks"]]
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95), weight_decay=0.0)
-    step = 0
-    if args.resume and os.path.isdir(args.out) and list_steps(args.out):
-        last = list_steps(args.out)[-1]
-        model.load_state_dict(load_checkpoint(args.out, last)[0].state_dict())
-        state = load_train_state(args.out, last)
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        step = state["step"]
+    step = resume_training(args.out, model, opt) if args.resume else 0
+    if step:
         log0(f"resumed from {args.out} step {step}")
     os.makedirs(args.out, exist_ok=True)
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl"))
@@ -199,8 +192,7 @@ def main(argv=None):
             logger.log(step=step, **metrics)
         if rank == 0 and (last_step or (step > 0 and step % hp["save_every"] == 0)):
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
-                            train_state={"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                                         "step": step})
+                            train_state=training_state(opt, step))
         if world > 1:
             dist.barrier()
         if last_step:

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nanoparl.checkpoint import list_steps, load_checkpoint, load_train_state, save_checkpoint
+from nanoparl.checkpoint import load_checkpoint, resume_training, save_checkpoint, training_state
 from nanoparl.common import (autocast, cleanup_distributed, default_preset, get_preset,
                              init_distributed, log0, seed_everything, JsonlLogger)
 from nanoparl.model import GPT, GPTConfig
@@ -207,15 +207,8 @@ def main(argv=None):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=hp["lr"], betas=(0.9, 0.95))
 
-    step = 0
-    if args.resume and os.path.isdir(args.out) and list_steps(args.out):
-        last = list_steps(args.out)[-1]
-        model.load_state_dict(load_checkpoint(args.out, last)[0].state_dict())
-        state = load_train_state(args.out, last)
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        step = state["step"]
+    step = resume_training(args.out, model, opt) if args.resume else 0
+    if step:
         log0(f"resumed from {args.out} step {step}")
 
     ddp = DDP(model) if world > 1 else model
@@ -239,10 +232,8 @@ def main(argv=None):
             cleanup_distributed()
             sys.exit(1)
         if rank == 0:
-            train_state = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                           "numpy_rng": np.random.get_state(), "step": step}
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics),
-                            train_state=train_state, keep_last=args.keep_last)
+                            train_state=training_state(opt, step), keep_last=args.keep_last)
         if world > 1:
             dist.barrier()
 

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -133,6 +134,26 @@ def load_checkpoint(path, step=None, device="cpu"):
                               f"unexpected {extra}, wrong shape {wrong})")
     model.load_state_dict(state)
     return model.to(device), meta
+
+
+def training_state(optimizer, step):
+    """What a training run needs to continue exactly: optimizer, RNG states, step."""
+    return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(), "step": step}
+
+
+def resume_training(run_dir, model, optimizer):
+    """Load the newest checkpoint of run_dir into model and optimizer and restore the RNG states.
+    -> the step to continue from (0 when run_dir holds no checkpoint yet)."""
+    steps = list_steps(run_dir) if os.path.isdir(run_dir) else []
+    if not steps:
+        return 0
+    model.load_state_dict(load_checkpoint(run_dir, steps[-1])[0].state_dict())
+    state = load_train_state(run_dir, steps[-1])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    return state["step"]
 
 
 def load_train_state(run_dir, step):
