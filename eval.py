@@ -118,8 +118,8 @@ def metrics(rollouts, policy, samples):
     for c in cats:
         errors.update(out[c]["errors"])
     overall["errors"] = dict(errors)
-    overall["awareness_recall"] = out[cats[0]]["awareness_recall"] and float(
-        np.mean([out[c]["awareness_recall"] for c in cats]))
+    overall["awareness_recall"] = (float(np.mean([out[c]["awareness_recall"] for c in cats]))
+                                   if policy == "awareness" else None)
     out["overall"] = overall
     return out
 
