@@ -92,11 +92,15 @@ class AgentLoop:
         messages.append(user_message(task, k, self.fmt))
         return self.tok.render(messages, add_generation_prompt=True)[0]
 
-    def _begin_turn(self, r, row, engine, appends):
+    def _open_turn(self, r):
+        """Bookkeeping at the start of user turn r.turn: functions it adds, empty records."""
         r.env.add_functions(r.task.get("missed_function", {}).get(str(r.turn), []))
         r.model_turns.append([])
         r.turns.append({"steps": [], "summary": None, "messages": []})
         r.step = 0
+
+    def _begin_turn(self, r, row, engine, appends):
+        self._open_turn(r)
         if self.policy == "awareness" and r.turn > 0:
             self._close_segment(r, row, engine)
             engine.reset([row])
@@ -158,9 +162,7 @@ class AgentLoop:
         # turn 0: one prompt per group, prefilled once and forked to the group's other rows
         appends = []
         for r in rollouts:
-            r.model_turns.append([])
-            r.turns.append({"steps": [], "summary": None, "messages": []})
-            r.env.add_functions(r.task.get("missed_function", {}).get("0", []))
+            self._open_turn(r)
         for g in range(len(tasks)):
             tokens = self._turn_start_tokens(rollouts[g * samples])
             for r in rollouts[g * samples:(g + 1) * samples]:
