@@ -242,17 +242,23 @@ def main(argv=None):
         t_train = time.time() - t1
         step += 1
 
-        acc = float(np.mean([r.verdict["passed"] for r in rollouts]))
-        steps_per_task = float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rollouts]))
-        tokens_per_task = float(np.mean([r.generated for r in rollouts]))
-        kl = float(np.mean([s["kl"] for s in stats_acc])) if stats_acc else 0.0
-        clip_frac = float(np.mean([s["clip_frac"] for s in stats_acc])) if stats_acc else 0.0
-        log0(f"step {step} | reward {np.mean(rewards):.3f} | " + " ".join(f"{k} {v:.2f}" for k, v in parts.items()) +
-             f" | acc {acc:.2f} | steps/task {steps_per_task:.1f} | tok/task {tokens_per_task:.0f} | "
-             f"zero-adv {zero_share:.2f} | kl {kl:.4f} | clip {clip_frac:.3f} | "
-             f"time sample {t_sample:.1f}s env {loop.env_seconds:.1f}s train {t_train:.1f}s")
-        logger.log(step=step, reward=float(np.mean(rewards)), accuracy=acc, zero_adv=zero_share, kl=kl,
-                   steps_per_task=steps_per_task, tokens_per_task=tokens_per_task, **parts)
+        stats = {"reward": float(np.mean(rewards)),
+                 "accuracy": float(np.mean([r.verdict["passed"] for r in rollouts])),
+                 "steps_per_task": float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rollouts])),
+                 "tokens_per_task": float(np.mean([r.generated for r in rollouts])),
+                 "zero_adv": zero_share,
+                 "kl": float(np.mean([s["kl"] for s in stats_acc])) if stats_acc else 0.0,
+                 "clip": float(np.mean([s["clip_frac"] for s in stats_acc])) if stats_acc else 0.0,
+                 **parts}
+        if world > 1:  # every rank holds the same number of rollouts: the mean of rank means is exact
+            values = torch.tensor(list(stats.values()), dtype=torch.float64)
+            dist.all_reduce(values)
+            stats = dict(zip(stats, (values / world).tolist()))
+        log0(f"step {step} | reward {stats['reward']:.3f} | " + " ".join(f"{k} {stats[k]:.2f}" for k in parts) +
+             f" | acc {stats['accuracy']:.2f} | steps/task {stats['steps_per_task']:.1f} | "
+             f"tok/task {stats['tokens_per_task']:.0f} | zero-adv {stats['zero_adv']:.2f} | kl {stats['kl']:.4f} | "
+             f"clip {stats['clip']:.3f} | time sample {t_sample:.1f}s env {loop.env_seconds:.1f}s train {t_train:.1f}s")
+        logger.log(step=step, **stats)
     cleanup_distributed()
     return metrics
 

@@ -168,3 +168,18 @@ def test_bad_init_names_the_file(sft, tmp_path):
     (bad / f"model_{step}.safetensors").write_bytes(b"\x00" * 10)  # truncated weights
     with pytest.raises(CheckpointError, match=f"model_{step}.safetensors"):
         rl(data, str(bad), tmp_path / "d", "--algo", "pag-rl")
+
+
+def test_torchrun_two_ranks_shard_the_groups(sft, tmp_path):
+    """2 gloo ranks each roll out half of the step's groups; rank 0 writes the checkpoint."""
+    import subprocess
+    data, init = sft
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
+                        os.path.join(ROOT, "train_rl.py"), "--preset", "micro", "--algo", "pag-rl", "--init", init,
+                        "--data-dir", data, "--out", str(out), "--max-steps", "2", "--tasks-per-step", "4",
+                        "--group-size", "2", "--eval-every", "1000", "--eval-tasks", "1", "--step-tokens", "32"],
+                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "world 2" in r.stdout and "step 2 | reward" in r.stdout
+    assert load_checkpoint(str(out))[1]["step"] == 2
