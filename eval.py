@@ -93,7 +93,8 @@ def metrics(rollouts, policy, samples):
                 extra += max(0, n - len(r.task["ground_truth"][k]))
             redundant.append(extra)
         ctx = [c for r in rs for c in r.context_tokens]
-        recall = [composite_reward(trajectory_summary(r, policy))[1]["awareness"] for r in rs]
+        recall = ([composite_reward(trajectory_summary(r, policy))[1]["awareness"] for r in rs]
+                  if policy == "awareness" else [])
         out[cat] = {
             "tasks": len(groups),
             "accuracy": float(np.mean([r.verdict["passed"] for r in rs])),

@@ -47,6 +47,7 @@ class Rollout:
     context_tokens: list = field(default_factory=list)  # row length before each step
     generated: int = 0                                 # sampled tokens
     verdict: dict = None
+    required: list = None                              # per turn: facts its summary must hold
 
 
 def classify(text):
@@ -159,6 +160,9 @@ class AgentLoop:
         rollouts = [Rollout(task=t, group=i, env=ToolEnv.for_task(t)) for i, t in enumerate(tasks)
                     for _ in range(samples)]
         oracle = [oracle_turns(t) for t in tasks] if agent == "oracle" else None
+        required = [summary_requirements(t) for t in tasks]  # once per task, shared by its samples
+        for r in rollouts:
+            r.required = required[r.group]
         # turn 0: one prompt per group, prefilled once and forked to the group's other rows
         appends = []
         for r in rollouts:
@@ -249,7 +253,7 @@ class AgentLoop:
 
 def trajectory_summary(r, policy):
     """The plain-dict view of a rollout that rl.py's reward functions take."""
-    required = summary_requirements(r.task)
+    required = r.required if r.required is not None else summary_requirements(r.task)
     turns = []
     for k, gt in enumerate(r.task["ground_truth"]):
         t = r.turns[k] if k < len(r.turns) else {"steps": [], "summary": None}

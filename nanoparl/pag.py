@@ -192,12 +192,12 @@ def _values(v):
     return [str(v)]
 
 
-def needed_facts(task):
+def needed_facts(task, turns=None):
     """-> per turn t, [(value, origin turn)]: argument values of turn t's ground truth that come
     from an earlier turn and not from turn t itself. The origin is the latest earlier turn whose
     user message, tool results or calls show the value."""
     texts = []  # per turn: (user text, tool results, calls): where a value can be seen
-    for k, turn in enumerate(oracle_turns(task)):
+    for k, turn in enumerate(turns or oracle_turns(task)):
         results = [r for _, res in turn["steps"] if res for r in res]
         texts.append((user_message(task, k)["content"], results, task["ground_truth"][k]))
     needed = []
@@ -217,11 +217,11 @@ def needed_facts(task):
     return needed
 
 
-def summary_requirements(task):
+def summary_requirements(task, turns=None):
     """-> per turn m, the values the summary written at turn m must hold: a value used at turn t
     that came from turn j must be in the summaries of turns j+1 .. t-1."""
     required = [[] for _ in task["ground_truth"]]
-    for t, facts in enumerate(needed_facts(task)):
+    for t, facts in enumerate(needed_facts(task, turns)):
         for value, j in facts:
             for m in range(j + 1, t):
                 if value not in required[m]:
@@ -232,7 +232,7 @@ def summary_requirements(task):
 def check_sufficiency(task, turns=None):
     """None if every summary holds what it must, else a reason string (counted by data_gen)."""
     turns = turns or oracle_turns(task)
-    for m, values in enumerate(summary_requirements(task)):
+    for m, values in enumerate(summary_requirements(task, turns)):
         missing = [v for v in values if v not in turns[m]["summary"]]
         if missing:
             return f"summary of turn {m} lacks {missing[0]!r}"
