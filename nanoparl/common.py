@@ -40,8 +40,8 @@ PRESETS = {
                       block_size=1536, rope_theta=10000.0),
         "tokenizer": dict(vocab_size=1024),
         "pag": dict(augment=0.5, mask_p=0.1, descriptions=False),
-        # data: the ID-heavy classes only (tickets, trading, travel + math), at most 4 turns, shorter
-        # long_context outputs (~500 tokens), so a 1M-parameter model with 1024 positions can learn it
+        # data: the ID-heavy classes only (tickets, trading, travel + math) and at most 4 turns, so
+        # that a 1M-parameter model sees each function often within the 2-core budget
         "data": dict(n_train=4000, n_val=200, n_test=400, max_turns=4, long_output_chars=1500,
                      classes=["TicketAPI", "TradingBot", "TravelAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
