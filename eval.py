@@ -9,6 +9,9 @@ passes when every turn passes the checker (env.check). Reported per category and
 unweighted mean of the four categories, as BFCL does):
   acc         share of (task, sample) rollouts that pass
   pass^k      tau-bench's: mean over tasks of C(c, k) / C(n, k), c passes out of n = --samples
+  pass@k      share of tasks with at least one pass among their k = --samples rollouts; with
+              mixed (share of tasks whose rollouts disagree, 0 < c < k), printed when k > 1: the
+              groups from which GRPO's task-success reward can learn anything
   steps       assistant steps per task;   redundant: calls beyond the ground truth per task
   invalid     calls per task that returned an error (bad name, arguments, parse, domain error)
   ctx/step    context tokens before each step (mean and max); gen: generated tokens per task
@@ -100,6 +103,8 @@ def metrics(rollouts, policy, samples):
             "accuracy": float(np.mean([r.verdict["passed"] for r in rs])),
             f"pass^{samples}": float(np.mean([pass_hat_k(sum(r.verdict["passed"] for r in g), samples, samples)
                                              for g in groups])),
+            f"pass@{samples}": float(np.mean([any(r.verdict["passed"] for r in g) for g in groups])),
+            "mixed": float(np.mean([0 < sum(r.verdict["passed"] for r in g) < samples for g in groups])),
             "steps": float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rs])),
             "calls": float(np.mean(calls)), "gt_calls": float(np.mean(gt_calls)),
             "redundant_calls": float(np.mean(redundant)),
@@ -197,6 +202,10 @@ def main(argv=None):
               " ".join(f"{res[c]['accuracy']:12.3f}" if c in res else f"{'-':>12s}" for c in CATEGORIES) +
               f" {o['accuracy']:8.3f} {o[f'pass^{k}']:7.3f} {o['steps']:6.2f} {o['redundant_calls']:6.2f} "
               f"{o['invalid_calls']:7.2f} {o['ctx_mean']:8.0f} {o['ctx_max']:7d} {o['gen_tokens']:7.0f} {recall}")
+    if k > 1:
+        for name, res in results.items():
+            o = res["overall"]
+            print(f"{name}: pass@{k} {o[f'pass@{k}']:.3f} | tasks with mixed outcomes {o['mixed']:.3f}")
     for name, res in results.items():
         if res["overall"]["errors"]:
             print(f"{name}: errors {res['overall']['errors']}")

@@ -269,3 +269,22 @@ def test_data_gen_verify_with_a_checkpoint(data, tmp_path):
     assert total == 10 and 0 <= passed <= total
     with open(out / "sft_pag_verified_val.jsonl") as f:
         assert len(f.readlines()) == passed
+
+
+def test_eval_metrics_pass_at_k_and_mixed_groups():
+    from eval import metrics
+    from nanoparl.agent import Rollout
+
+    def rollout(task_id, passed):
+        task = {"id": task_id, "category": "base", "ground_truth": [["f()"]]}
+        return Rollout(task=task, group=0, turns=[{"steps": [{"n_calls": 1, "n_errors": 0}]}],
+                       context_tokens=[10], verdict={"passed": passed, "error_type": None if passed else "state_mismatch"})
+
+    # three tasks x 4 samples: 4/4 pass, 1/4 pass, 0/4 pass
+    outcomes = [[True] * 4, [True, False, False, False], [False] * 4]
+    rollouts = [rollout(f"t{i}", p) for i, g in enumerate(outcomes) for p in g]
+    base = metrics(rollouts, "history", 4)["base"]
+    assert base["accuracy"] == pytest.approx(5 / 12)
+    assert base["pass@4"] == pytest.approx(2 / 3)     # t0 and t1 pass at least once
+    assert base["mixed"] == pytest.approx(1 / 3)      # only t1 gives GRPO a success signal
+    assert base["pass^4"] == pytest.approx(1 / 3)     # only t0 passes all four
