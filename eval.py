@@ -98,13 +98,13 @@ def metrics(rollouts, policy, samples):
         ctx = [c for r in rs for c in r.context_tokens]
         recall = ([composite_reward(trajectory_summary(r, policy))[1]["awareness"] for r in rs]
                   if policy == "awareness" else [])
+        passes = [sum(r.verdict["passed"] for r in g) for g in groups]  # per task, out of `samples`
         out[cat] = {
             "tasks": len(groups),
             "accuracy": float(np.mean([r.verdict["passed"] for r in rs])),
-            f"pass^{samples}": float(np.mean([pass_hat_k(sum(r.verdict["passed"] for r in g), samples, samples)
-                                             for g in groups])),
-            f"pass@{samples}": float(np.mean([any(r.verdict["passed"] for r in g) for g in groups])),
-            "mixed": float(np.mean([0 < sum(r.verdict["passed"] for r in g) < samples for g in groups])),
+            f"pass^{samples}": float(np.mean([pass_hat_k(c, samples, samples) for c in passes])),
+            f"pass@{samples}": float(np.mean([c > 0 for c in passes])),
+            "mixed": float(np.mean([0 < c < samples for c in passes])),
             "steps": float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rs])),
             "calls": float(np.mean(calls)), "gt_calls": float(np.mean(gt_calls)),
             "redundant_calls": float(np.mean(redundant)),
