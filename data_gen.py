@@ -12,9 +12,13 @@ holds out entities and phrasings). The same seed gives the same bytes.
 Then (PAG, nanoparl/pag.py): the oracle writes a summary and a plan for every user turn, the
 sufficiency check drops samples whose summary misses a fact a later turn needs, augmentation adds
 reworded copies of train tasks (PAG data only, as in the paper), a byte-level BPE tokenizer is
-trained on the train conversations, and four files are written:
+trained on the train conversations, and five files are written:
     sft_plain_{train,val}.jsonl   history policy: one sample per task (the SFT baseline)
     sft_pag_{train,val}.jsonl     awareness policy: one sample per user turn (PAG-SFT)
+    base_train.jsonl              the base stage's corpus (train_sft.py --data base): --n-base
+                                  tasks of their own ("base_*" ids, drawn like train tasks from a
+                                  separate random stream, so never val or test), each rendered both
+                                  ways (the whole conversation, and one awareness sample per turn)
 with statistics: samples kept and dropped (by reason), tokens per sample, and the context tokens
 at the start of the last turn under each policy (how much the awareness policy compresses).
 
@@ -42,8 +46,8 @@ from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, awareness_text, check_sufficiency, oracle_turns, sft_samples, split_awareness
 from nanoparl.tokenizer import Tokenizer
-from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, save_tasks, task_stats, \
-    user_messages
+from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, make_task, save_tasks, \
+    task_stats, user_messages
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 g = parser.add_argument_group("run")
@@ -54,6 +58,7 @@ g = parser.add_argument_group("tasks (default: the preset's 'data' section)")
 g.add_argument("--n-train", type=int, default=None, help="number of train tasks")
 g.add_argument("--n-val", type=int, default=None, help="number of val tasks (drawn like train)")
 g.add_argument("--n-test", type=int, default=None, help="number of test tasks (held-out entities/phrasings)")
+g.add_argument("--n-base", type=int, default=None, help="tasks for the base stage's corpus (0: no base corpus)")
 g.add_argument("--classes", default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
 g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
 g.add_argument("--categories", default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
@@ -78,7 +83,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     t0 = time.time()
     settings = dict(get_preset(args.preset)["data"])
-    for key in ("n_train", "n_val", "n_test", "max_turns"):
+    for key in ("n_train", "n_val", "n_test", "n_base", "max_turns"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     for key in ("classes", "categories"):
@@ -88,6 +93,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown classes/categories: {sorted(unknown)}")
     sizes = {split: settings.pop(f"n_{split}") for split in ("train", "val", "test")}
+    n_base = settings.pop("n_base")
     print(f"preset {args.preset} | seed {args.seed} | sizes {sizes} | settings {settings}")
 
     # ---- tasks
@@ -118,7 +124,7 @@ def main(argv=None):
     for key in ("augment", "mask_p"):
         if getattr(args, key) is not None:
             pag[key] = getattr(args, key)
-    fmt = {"descriptions": pag["descriptions"]}
+    fmt = {"functions": pag["functions"]}
     with open(os.path.join(args.out, "format.json"), "w") as f:
         json.dump(fmt, f)
     vocab_size = args.vocab_size or preset["tokenizer"]["vocab_size"]
@@ -136,6 +142,9 @@ def main(argv=None):
 
     samples = {}  # (kind, split) -> [(task id, turn or None, messages)]
     dropped = {}  # (kind, split) -> {reason: count}
+    base_tasks = [make_task(settings, "base", i, args.seed) for i in range(n_base)]
+    samples[("base", "train")] = [(t["id"], None, m) for t in base_tasks for m in base_documents(t, fmt)]
+    dropped[("base", "train")] = {}
     for split in ("train", "val"):
         plain, pag_samples, drops = [], [], {}
         for task, turns in zip(splits[split], oracle[split]):
@@ -172,12 +181,14 @@ def main(argv=None):
                 continue
             kept.append({"task_id": task_id, "turn": turn, "messages": messages})
             lengths.append(n)
-        with open(os.path.join(args.out, f"sft_{kind}_{split}.jsonl"), "w") as f:
+        name = "base_train.jsonl" if kind == "base" else f"sft_{kind}_{split}.jsonl"
+        with open(os.path.join(args.out, name), "w") as f:
             for row in kept:
                 f.write(json.dumps(row) + "\n")
         drops = ", ".join(f"{v} {k}" for k, v in sorted(dropped[(kind, split)].items())) or "0"
-        print(f"{kind:6s} {split:6s} {len(kept):8d} {drops:>24s} {np.mean(lengths):10.0f} "
-              f"{np.percentile(lengths, 95):6.0f} {max(lengths):6d}")
+        if lengths:
+            print(f"{kind:6s} {split:6s} {len(kept):8d} {drops:>24s} {np.mean(lengths):10.0f} "
+                  f"{np.percentile(lengths, 95):6.0f} {max(lengths):6d}")
 
     # context at the start of the last turn: what the model reads before it acts
     print("\ncontext tokens at the start of the last turn (val tasks with >= 2 turns)")
@@ -196,6 +207,14 @@ def main(argv=None):
     if args.verify_with:
         verify(args.verify_with, args.out, args.verify_split, splits[args.verify_split], args.verify_max,
                args.verify_batch, get_device(args.device))
+
+
+def base_documents(task, fmt):
+    """A base-stage task -> its documents: the whole conversation (history policy) and one
+    awareness sample per turn, every message trained (render() masks only the loss of SFT; the
+    base stage trains on every token anyway)."""
+    turns = oracle_turns(task)
+    return sft_samples(task, "history", turns, fmt) + sft_samples(task, "awareness", turns, fmt)
 
 
 # ----------------------------------------------------------------------------

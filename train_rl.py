@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 import eval as evaluation
+import train_sft
 from nanoparl.agent import AgentLoop, trajectory_summary
 from nanoparl.checkpoint import load_checkpoint, resume_training, save_checkpoint, training_state
 from nanoparl.common import (JsonlLogger, autocast, cleanup_distributed, default_preset, get_preset,
@@ -153,6 +154,10 @@ def main(argv=None):
     ref = copy.deepcopy(model).eval() if args.kl > 0 else None
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
     val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:hp["eval_tasks"]]
+    # the copy probe of train_sft.py, on the SFT val samples of this policy (teacher-forced)
+    probe_file = os.path.join(args.data_dir, f"sft_{'pag' if policy == 'awareness' else 'plain'}_val.jsonl")
+    probe_samples = (train_sft.load_samples(probe_file, tok, model.config.block_size)[0][:200]
+                     if os.path.exists(probe_file) else [])
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95), weight_decay=0.0)
     step = resume_training(args.out, model, opt) if args.resume else 0
     if step:
@@ -178,18 +183,23 @@ def main(argv=None):
         with open(os.path.join(args.out, f"episodes_{step}.txt"), "w") as f:
             for r in rollouts[:args.dump_episodes]:
                 f.write(episode_text(r) + "\n")
-        return res
+        probe = train_sft.evaluate(model, probe_samples, tok, device, 16) if probe_samples else {}
+        if probe:
+            log0(f"step {step} | copy probe | {train_sft.probe_line(probe)}")
+        model.eval()
+        return res, probe
 
     metrics = {}
     while True:
         last_step = step == hp["max_steps"]
         if rank == 0 and (step % hp["eval_every"] == 0 or last_step):
-            res = run_eval()
+            res, probe = run_eval()
             metrics = {"val_accuracy": res["overall"]["accuracy"],
                        **{f"val_{c}": res[c]["accuracy"] for c in res if c != "overall"}}
+            log_metrics = dict(metrics, **probe)
             log0(f"step {step} | val accuracy {metrics['val_accuracy']:.3f} | " +
                  " | ".join(f"{k[4:]} {v:.2f}" for k, v in metrics.items() if k != "val_accuracy"))
-            logger.log(step=step, **metrics)
+            logger.log(step=step, **log_metrics)
         if rank == 0 and (last_step or (step > 0 and step % hp["save_every"] == 0)):
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
                             train_state=training_state(opt, step))

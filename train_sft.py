@@ -1,12 +1,25 @@
-"""Supervised fine-tuning: the SFT warm-up of PARL-MT and the SFT baselines.
+"""Supervised fine-tuning (the SFT warm-up of PARL-MT and the SFT baselines) and the base stage.
 
     python train_sft.py --preset cpu --data plain --data-dir data --out out/sft_plain
     python train_sft.py --preset cpu --data pag   --data-dir data --out out/sft_pag
+    python train_sft.py --preset gpu --data base  --data-dir data --out out/base        # base stage
+    python train_sft.py --preset gpu --data pag --init out/base --data-dir data --out out/sft_pag
     torchrun --nproc_per_node=2 train_sft.py --preset cpu --data pag ...   # DDP
 
 --data plain trains on whole conversations (the `history` context policy); --data pag trains on one
 sequence per user turn with the model writing <summary> and <plan> first (the `awareness` policy).
 The loss is next-token cross entropy on mask-1 tokens only (what the assistant wrote).
+
+--data base is the base stage, the stand-in for the pretrained model the paper starts from: the
+same loss on EVERY token of environment conversations generated from tasks of their own (never
+val or test), so the model also learns to predict user text, tool output and system text. Every
+value recurs there (user message -> call -> tool echo -> summary -> later call), which is the
+signal for copying. It is the same loop as SFT with another loss mask, hence one script; --init
+chains base -> SFT.
+
+Every evaluation logs a copy probe, teacher-forced on val assistant tokens (evaluate()): the
+accuracy of the first digit of a number and of its later digits (the later ones can only be
+copied, never guessed), and exact match of whole messages by kind (awareness, call, reply).
 
 Batches are padded, not packed: every sample is one conversation (or one turn) whose tokens may only
 attend to each other, and per-sample batches keep the exact-match metric and the loss mask trivial.
@@ -19,7 +32,6 @@ uninterrupted run would have seen.
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -33,6 +45,7 @@ from nanoparl.checkpoint import load_checkpoint, resume_training, save_checkpoin
 from nanoparl.common import (autocast, cleanup_distributed, default_preset, get_preset,
                              init_distributed, log0, seed_everything, JsonlLogger)
 from nanoparl.model import GPT, GPTConfig
+from nanoparl.optim import make_optimizer
 from nanoparl.pag import DEFAULT_FORMAT
 from nanoparl.tokenizer import Tokenizer
 
@@ -40,8 +53,10 @@ from nanoparl.tokenizer import Tokenizer
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data", choices=["plain", "pag"], required=True, help="plain: history policy; pag: awareness policy")
-    g.add_argument("--data-dir", default="data", help="written by data_gen.py (sft_<data>_{train,val}.jsonl, tokenizer.json)")
+    g.add_argument("--data", choices=["plain", "pag", "base"], required=True,
+                   help="plain: history policy; pag: awareness policy; base: loss on every token of base_*.jsonl")
+    g.add_argument("--data-dir", default="data",
+                   help="written by data_gen.py (sft_<data>_{train,val}.jsonl or base_{train,val}.jsonl, tokenizer.json)")
     g = p.add_argument_group("run")
     g.add_argument("--preset", default=None, help="micro|cpu|gpu (default: gpu with CUDA, else cpu)")
     g.add_argument("--out", required=True, help="run directory for checkpoints and logs")
@@ -52,9 +67,11 @@ def parse_args(argv=None):
     g = p.add_argument_group("optimisation (default: the preset's)")
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None, help="global batch (samples), split across ranks")
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--min-lr-frac", type=float, default=0.1, help="cosine decays to lr * this")
+    g.add_argument("--lr", type=float, default=None, help="AdamW lr (embedding, lm_head, norms; all weights without Muon)")
+    g.add_argument("--muon-lr", type=float, default=None, help="Muon lr for the 2-D block weights; 0 = AdamW there too")
+    g.add_argument("--min-lr-frac", type=float, default=0.1, help="the cooldown decays to lr * this")
     g.add_argument("--warmup-steps", type=int, default=None)
+    g.add_argument("--cooldown-frac", type=float, default=None, help="share of steps, at the end, of linear decay")
     g.add_argument("--weight-decay", type=float, default=0.1)
     g.add_argument("--grad-clip", type=float, default=1.0)
     g = p.add_argument_group("model overrides (default: the preset's)")
@@ -63,6 +80,7 @@ def parse_args(argv=None):
     g.add_argument("--n-head", type=int, default=None)
     g.add_argument("--n-kv-head", type=int, default=None)
     g.add_argument("--intermediate-size", type=int, default=None)
+    g.add_argument("--qk-norm", type=int, choices=[0, 1], default=None, help="RMSNorm on q and k (1) or not (0)")
     g = p.add_argument_group("evaluation, logging, checkpoints")
     g.add_argument("--eval-every", type=int, default=None)
     g.add_argument("--eval-samples", type=int, default=None, help="val samples per evaluation")
@@ -94,15 +112,16 @@ def load_samples(path, tok, block_size):
     return samples, dropped
 
 
-def collate(samples, pad_id):
-    """Right-pad to the longest sample. targets[t] = ids[t+1] where mask[t+1] == 1, else -1."""
+def collate(samples, pad_id, every_token=False):
+    """Right-pad to the longest sample. targets[t] = ids[t+1] where mask[t+1] == 1 (every real
+    token with every_token=True, the base stage), else -1."""
     T = max(len(ids) for ids, _ in samples) - 1
     idx = torch.full((len(samples), T), pad_id, dtype=torch.long)
     targets = torch.full((len(samples), T), -1, dtype=torch.long)
     for i, (ids, mask) in enumerate(samples):
         n = len(ids) - 1
         idx[i, :n] = torch.from_numpy(ids[:-1])
-        targets[i, :n] = torch.from_numpy(np.where(mask[1:] == 1, ids[1:], -1))
+        targets[i, :n] = torch.from_numpy(ids[1:] if every_token else np.where(mask[1:] == 1, ids[1:], -1))
     return idx, targets
 
 
@@ -131,16 +150,32 @@ def batch_indices(lengths, batch_size, step, seed, chunk=32):
 # Evaluation
 
 @torch.no_grad()
-def evaluate(model, samples, pad_id, device, batch_size):
-    """-> (mean loss over mask-1 tokens, teacher-forced exact match of whole assistant messages).
+def evaluate(model, samples, tok, device, batch_size):
+    """Teacher-forced metrics on the assistant tokens (mask 1) of val samples -> dict:
 
-    An assistant message is a maximal run of mask-1 target tokens; it counts as exact when the
-    argmax prediction is right at every one of its tokens (its closing <|end|> included).
+    val_loss       mean next-token loss;
+    val_exact      share of assistant messages whose argmax prediction is right at every token
+                   (a message is a maximal run of mask-1 targets, its closing <|end|> included);
+    digit_first    accuracy on the first digit of each number (digits are single tokens);
+    digit_later    accuracy on the digits after it, which cannot be guessed from the phrasing:
+                   the copy probe (the README's curves show where it jumps);
+    exact_awareness, exact_call, exact_reply
+                   exact match by part of a message: the <summary>..</plan> prefix, a call list,
+                   a plain-text reply (-1 where val has none of that kind).
     """
     model.eval()
-    loss_sum, n_tok, exact, n_msg = 0.0, 0, 0, 0
+    digits = torch.zeros(tok.vocab_size, dtype=torch.bool)
+    digits[[tok.hf.token_to_id(str(d)) for d in range(10)]] = True
+    plan_end = tok.special["</plan>"]
+    loss_sum, n_tok = 0.0, 0
+    counts = {k: [0, 0] for k in ("all", "first", "later", "awareness", "call", "reply")}  # [right, total]
+
+    def count(kind, ok):
+        counts[kind][0] += ok
+        counts[kind][1] += 1
+
     for i in range(0, len(samples), batch_size):
-        idx, targets = collate(samples[i:i + batch_size], pad_id)
+        idx, targets = collate(samples[i:i + batch_size], tok.end_id)
         idx, targets = idx.to(device), targets.to(device)
         with autocast(device):
             logits = model(idx)
@@ -149,22 +184,43 @@ def evaluate(model, samples, pad_id, device, batch_size):
             logits.float().view(-1, logits.size(-1)), targets.clamp(min=0).view(-1), reduction="none")
         loss_sum += loss.view_as(targets)[valid].sum().item()
         n_tok += valid.sum().item()
-        right = (logits.argmax(-1) == targets) | ~valid
+        right = ((logits.argmax(-1) == targets) | ~valid).cpu()
+        is_digit = digits[targets.clamp(min=0).cpu()] & valid.cpu()
+        after_digit = digits[idx.cpu()]  # the input at t is the token before target t
+        for ok in right[is_digit & ~after_digit].tolist():
+            count("first", ok)
+        for ok in right[is_digit & after_digit].tolist():
+            count("later", ok)
         for b in range(idx.shape[0]):
-            v, r = valid[b].tolist(), right[b].tolist()
+            v, r, tgt = valid[b].tolist(), right[b].tolist(), targets[b].tolist()
             t = 0
-            while t < len(v):  # walk the runs of trained tokens
+            while t < len(v):  # walk the runs of trained tokens: one run = one assistant message
                 if not v[t]:
                     t += 1
                     continue
-                ok = True
+                start = t
                 while t < len(v) and v[t]:
-                    ok &= r[t]
                     t += 1
-                exact += ok
-                n_msg += 1
+                run = range(start, t)
+                count("all", all(r[j] for j in run))
+                cut = next((j + 1 for j in run if tgt[j] == plan_end), start)
+                if cut > start:
+                    count("awareness", all(r[j] for j in range(start, cut)))
+                if cut < t:  # the action after the awareness: a call list or a reply
+                    kind = "call" if tok.id_to_token(tgt[cut]).startswith("[") else "reply"
+                    count(kind, all(r[j] for j in range(cut, t)))
     model.train()
-    return loss_sum / max(n_tok, 1), exact / max(n_msg, 1)
+    share = {k: (c[0] / c[1] if c[1] else -1.0) for k, c in counts.items()}
+    return {"val_loss": loss_sum / max(n_tok, 1), "val_exact": share["all"],
+            "digit_first": share["first"], "digit_later": share["later"],
+            "exact_awareness": share["awareness"], "exact_call": share["call"], "exact_reply": share["reply"]}
+
+
+def probe_line(m):
+    """The copy probe as one log-line fragment."""
+    return (f"val loss {m['val_loss']:.4f} | val exact {m['val_exact']:.3f} | digits first {m['digit_first']:.3f} "
+            f"later {m['digit_later']:.3f} | exact awareness {m['exact_awareness']:.3f} call {m['exact_call']:.3f} "
+            f"reply {m['exact_reply']:.3f}")
 
 
 # ----------------------------------------------------------------------------
@@ -175,7 +231,8 @@ def main(argv=None):
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
     hp = dict(preset["sft"])
-    for key in ("max_steps", "batch_size", "lr", "warmup_steps", "eval_every", "eval_samples", "save_every"):
+    for key in ("max_steps", "batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "eval_every",
+                "eval_samples", "save_every"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
     if hp["batch_size"] % world:
@@ -188,6 +245,8 @@ def main(argv=None):
     for key in ("n_layer", "n_embd", "n_head", "n_kv_head", "intermediate_size"):
         if getattr(args, key) is not None:
             model_cfg[key] = getattr(args, key)
+    if args.qk_norm is not None:
+        model_cfg["qk_norm"] = bool(args.qk_norm)
     if args.init:
         model, init_meta = load_checkpoint(args.init)
         model_cfg = model.config.to_dict()
@@ -195,17 +254,17 @@ def main(argv=None):
         model = GPT(GPTConfig(**model_cfg))
     model.to(device)
     block = model.config.block_size
-    train, dropped = load_samples(os.path.join(args.data_dir, f"sft_{args.data}_train.jsonl"), tok, block)
-    val, _ = load_samples(os.path.join(args.data_dir, f"sft_{args.data}_val.jsonl"), tok, block)
+    # the base stage is probed on the PAG val samples: the assistant tokens PAG-SFT will learn next
+    train_file = "base_train.jsonl" if args.data == "base" else f"sft_{args.data}_train.jsonl"
+    val_file = "sft_pag_val.jsonl" if args.data == "base" else f"sft_{args.data}_val.jsonl"
+    train, dropped = load_samples(os.path.join(args.data_dir, train_file), tok, block)
+    val, _ = load_samples(os.path.join(args.data_dir, val_file), tok, block)
     val = val[:hp["eval_samples"]]
     lengths = np.array([len(ids) for ids, _ in train])
     log0(f"preset {args.preset} | {model.num_params(False) / 1e6:.2f}M params | {len(train)} train samples "
          f"({dropped} over block_size {block} dropped) | {len(val)} val samples | world {world} | {device}")
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=hp["lr"], betas=(0.9, 0.95))
+    opt = make_optimizer(model, hp["lr"], args.weight_decay, muon_lr=hp.get("muon_lr"))
 
     step = resume_training(args.out, model, opt) if args.resume else 0
     if step:
@@ -215,15 +274,19 @@ def main(argv=None):
     fmt_path = os.path.join(args.data_dir, "format.json")  # how the data was rendered (pag.DEFAULT_FORMAT)
     fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
     meta = {"tokenizer": os.path.abspath(tok_path), "policy": "awareness" if args.data == "pag" else "history",
-            "format": fmt, "data": args.data, "preset": args.preset, "kind": "sft"}
+            "format": fmt, "data": args.data, "preset": args.preset, "kind": "base" if args.data == "base" else "sft"}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl")) if rank == 0 else None
     os.makedirs(args.out, exist_ok=True)
 
-    def lr_at(it):  # linear warmup, then cosine down to min_lr_frac * lr
+    def lr_factor(it):
+        """Linear warmup, a constant plateau, then a linear cooldown to min_lr_frac over the last
+        cooldown_frac of the steps. The plateau matters: the copy circuit appears only while the rate
+        is still high (a cosine over the run had it too low by then)."""
         if it < hp["warmup_steps"]:
-            return hp["lr"] * (it + 1) / hp["warmup_steps"]
-        frac = (it - hp["warmup_steps"]) / max(1, hp["max_steps"] - hp["warmup_steps"])
-        return hp["lr"] * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+            return (it + 1) / hp["warmup_steps"]
+        cooldown = max(1, int(hp["cooldown_frac"] * hp["max_steps"]))
+        frac = (it - (hp["max_steps"] - cooldown)) / cooldown
+        return 1.0 - (1 - args.min_lr_frac) * min(max(frac, 0.0), 1.0)
 
     def checkpoint(metrics):
         # a finite loss can still be followed by an update that overflows: never save such weights
@@ -242,21 +305,22 @@ def main(argv=None):
     while True:
         last_step = step == hp["max_steps"]
         if step % hp["eval_every"] == 0 or last_step:
-            vloss, vexact = evaluate(model, val, tok.end_id, device, max(local_bs, 8)) if rank == 0 else (0, 0)
-            metrics = {"val_loss": vloss, "val_exact": vexact}
-            log0(f"step {step} | val loss {vloss:.4f} | val exact {vexact:.3f}")
+            metrics = evaluate(model, val, tok, device, max(local_bs, 8)) if rank == 0 else {}
+            if rank == 0:
+                log0(f"step {step} | {probe_line(metrics)} | {time.time() - t0:.0f}s")
             if logger:
-                logger.log(step=step, **metrics)
+                logger.log(step=step, time_s=time.time() - t0, **metrics)
         if last_step or (step > 0 and step % hp["save_every"] == 0):
             checkpoint(metrics)
         if last_step:
             break
 
-        lr = lr_at(step)
+        lr = lr_factor(step)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = group["base_lr"] * lr
         ids = batch_indices(lengths, hp["batch_size"], step, args.seed)
-        idx, targets = collate([train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]], tok.end_id)
+        idx, targets = collate([train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]], tok.end_id,
+                               every_token=args.data == "base")
         idx, targets = idx.to(device), targets.to(device)
         # normalise by the GLOBAL number of trained tokens, so that N ranks == 1 rank exactly
         n_tok = (targets != -1).sum().float()
@@ -283,9 +347,9 @@ def main(argv=None):
         tokens += int(lengths[ids].sum())  # real tokens of the global batch, padding not counted
         if step % args.log_every == 0 or step == hp["max_steps"]:
             dt = time.time() - t0
-            log0(f"step {step} | loss {reported.item():.4f} | lr {lr:.2e} | {tokens / dt / 1e3:.1f}k tok/s | {dt:.0f}s")
+            log0(f"step {step} | loss {reported.item():.4f} | lr x{lr:.3f} | {tokens / dt / 1e3:.1f}k tok/s | {dt:.0f}s")
             if logger:
-                logger.log(step=step, loss=reported.item(), lr=lr)
+                logger.log(step=step, loss=reported.item(), lr_factor=lr, time_s=dt)
     cleanup_distributed()
     return metrics
 

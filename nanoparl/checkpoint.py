@@ -170,8 +170,10 @@ def load_train_state(run_dir, step):
 # Hugging Face export
 
 def export_hf(ckpt_path, out_dir):
-    """Write a transformers LlamaForCausalLM directory: config.json, model.safetensors, tokenizer.json.
+    """Write a transformers model directory: config.json, model.safetensors, tokenizer.json.
 
+    LlamaForCausalLM, or Qwen3ForCausalLM for a model with qk_norm (Qwen3 is Llama plus an RMSNorm
+    on each head's q and k before rotary, named self_attn.q_norm / k_norm, exactly as ours).
     Our module names already match HF's inside `model.` (lm_head is top level), and rotary
     embeddings use HF's rotate-half convention, so the weights are copied without any permutation.
     """
@@ -195,8 +197,8 @@ def export_hf(ckpt_path, out_dir):
             added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
         bos, eos = added.get("<|bos|>"), added.get("<|end|>")
     hf_config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": ["Qwen3ForCausalLM" if c.qk_norm else "LlamaForCausalLM"],
+        "model_type": "qwen3" if c.qk_norm else "llama",
         "vocab_size": c.vocab_size,
         "hidden_size": c.n_embd,
         "intermediate_size": c.intermediate_size,
@@ -215,5 +217,7 @@ def export_hf(ckpt_path, out_dir):
         "eos_token_id": eos,
         "torch_dtype": "float32",
     }
+    if c.qk_norm:  # Qwen3 options that Llama lacks: full attention in every layer, no sliding window
+        hf_config.update(use_sliding_window=False, sliding_window=None, max_window_layers=c.n_layer)
     _write_json(os.path.join(out_dir, "config.json"), hf_config)
     return out_dir

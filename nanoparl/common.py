@@ -21,15 +21,15 @@ PRESETS = {
     # micro: tests; every stage runs in seconds on a laptop core
     "micro": {
         "model": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, intermediate_size=192,
-                      block_size=2048, rope_theta=10000.0),
+                      block_size=2048, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=512),
-        "pag": dict(augment=0.5, mask_p=0.1, descriptions=False),
+        "pag": dict(augment=0.5, mask_p=0.1, functions="signatures"),
         # data: task generation (nanoparl/tasks.py); long_output_chars caps a long_context task's tool output
-        "data": dict(n_train=200, n_val=40, n_test=40, max_turns=4, long_output_chars=1500,
+        "data": dict(n_train=200, n_val=40, n_test=40, n_base=40, max_turns=4, long_output_chars=1500,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
-        "sft": dict(batch_size=8, lr=3e-3, max_steps=60, warmup_steps=10, eval_every=30,
-                    eval_samples=32, save_every=30),
+        "sft": dict(batch_size=8, lr=3e-3, muon_lr=0.02, max_steps=60, warmup_steps=10, cooldown_frac=0.3,
+                    eval_every=30, eval_samples=32, save_every=30),
         "rl": dict(tasks_per_step=4, group_size=4, ppo_epochs=1, lr=3e-4, max_steps=6, step_tokens=96,
                    eval_every=3, eval_tasks=8, save_every=3),
         "eval": dict(max_tasks=None, step_tokens=96),
@@ -37,16 +37,18 @@ PRESETS = {
     # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
     "cpu": {
         "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
-                      block_size=1536, rope_theta=10000.0),
+                      block_size=1536, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=1024),
-        "pag": dict(augment=0.5, mask_p=0.1, descriptions=False),
+        "pag": dict(augment=0.5, mask_p=0.1, functions="names"),
         # data: the ID-heavy classes only (tickets, trading, travel + math) and at most 4 turns, so
         # that a 1M-parameter model sees each function often within the 2-core budget
-        "data": dict(n_train=4000, n_val=200, n_test=400, max_turns=4, long_output_chars=1500,
+        "data": dict(n_train=4000, n_val=200, n_test=400, n_base=4000, max_turns=4, long_output_chars=1500,
                      classes=["TicketAPI", "TradingBot", "TravelAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
-        "sft": dict(batch_size=32, lr=2e-3, max_steps=250, warmup_steps=25, eval_every=125,
-                    eval_samples=200, save_every=50),
+        # sft: Muon + QK-norm + names-only prompt + a long plateau: the recipe under which the copy
+        # circuit appears (README, "Teaching a tiny model to copy")
+        "sft": dict(batch_size=32, lr=2e-3, muon_lr=0.02, max_steps=1000, warmup_steps=100, cooldown_frac=0.3,
+                    eval_every=250, eval_samples=200, save_every=50),
         "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=15, step_tokens=160,
                    eval_every=15, eval_tasks=100, save_every=5),
         # the first 200 test tasks (50 per category: tasks cycle through the categories)
@@ -55,15 +57,15 @@ PRESETS = {
     # gpu: one GPU with 24 GB; ~30M parameters
     "gpu": {
         "model": dict(n_layer=8, n_head=8, n_kv_head=4, n_embd=512, intermediate_size=1408,
-                      block_size=2048, rope_theta=10000.0),
+                      block_size=2048, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=4096),
-        "pag": dict(augment=1.0, mask_p=0.1, descriptions=True),
+        "pag": dict(augment=1.0, mask_p=0.1, functions="descriptions"),
         # data: all six classes, up to 6 turns, long_context outputs up to ~900 tokens
-        "data": dict(n_train=20000, n_val=500, n_test=1000, max_turns=6, long_output_chars=2700,
+        "data": dict(n_train=20000, n_val=500, n_test=1000, n_base=20000, max_turns=6, long_output_chars=2700,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
-        "sft": dict(batch_size=64, lr=1e-3, max_steps=3000, warmup_steps=100, eval_every=500,
-                    eval_samples=500, save_every=500),
+        "sft": dict(batch_size=64, lr=1e-3, muon_lr=0.02, max_steps=3000, warmup_steps=100, cooldown_frac=0.3,
+                    eval_every=500, eval_samples=500, save_every=500),
         "rl": dict(tasks_per_step=32, group_size=8, ppo_epochs=2, lr=5e-5, max_steps=200, step_tokens=256,
                    eval_every=25, eval_tasks=500, save_every=25),
         "eval": dict(max_tasks=None, step_tokens=256),

@@ -1,7 +1,9 @@
 """A Llama-architecture decoder in one file.
 
 token embedding -> n_layer x [RMSNorm -> grouped-query attention with rotary positions -> residual,
-RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm -> lm_head. No biases anywhere.
+RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm -> lm_head. No biases anywhere. With qk_norm, each
+head's queries and keys are RMS-normalised before rotary, as in Qwen3 (export_hf then writes a
+Qwen3ForCausalLM).
 
 Module names follow Hugging Face's LlamaForCausalLM (embed_tokens, layers.i.self_attn.q_proj, ...)
 so that export to the HF format (checkpoint.export_hf) is a rename-free copy, and rotary embeddings
@@ -36,6 +38,7 @@ class GPTConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
+    qk_norm: bool = False       # RMSNorm on each head's q and k before rotary (Qwen3 style)
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -116,12 +119,20 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
         self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
         self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+        self.qk_norm = config.qk_norm
+        if config.qk_norm:
+            # bounded attention logits: the copy circuits of a tiny model trained from scratch form
+            # sooner with it (README, "Teaching a tiny model to copy")
+            self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
+            self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
 
     def forward(self, x, cos, sin, layer_cache=None, mask=None):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if layer_cache is not None:
             k, v = layer_cache(k, v)            # all keys/values of these rows so far: (B, S, Hkv, D)

@@ -52,13 +52,25 @@ def available_functions(task, k):
 
 
 # The format options a data directory was written with (data_gen.py saves them as format.json,
-# train_sft.py copies them into checkpoints, agent.py reads them back). descriptions=False lists
-# bare signatures: the cpu preset's choice, it halves the system prompt of a 1M-parameter model.
-DEFAULT_FORMAT = {"descriptions": True}
+# train_sft.py copies them into checkpoints, agent.py reads them back). `functions` says how the
+# system prompt lists each available function:
+#   "descriptions"  signature and a one-line description (the gpu preset);
+#   "signatures"    the bare signature, e.g. get_ticket(ticket_id);
+#   "names"         the name only (the cpu preset): a 1M-parameter model learns the argument names
+#                   from the data anyway, and a short constant prompt lets its copy circuits form
+#                   sooner (README, "Teaching a tiny model to copy").
+DEFAULT_FORMAT = {"functions": "descriptions"}
+FUNCTION_LISTINGS = ("names", "signatures", "descriptions")
 
 
 def signature_line(task, name, fmt=None):
-    if not (fmt or DEFAULT_FORMAT)["descriptions"]:
+    fmt = fmt or DEFAULT_FORMAT
+    listing = fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+    if listing not in FUNCTION_LISTINGS:
+        raise ValueError(f"format 'functions' is {listing!r}; expected one of {FUNCTION_LISTINGS}")
+    if listing == "names":
+        return name
+    if listing == "signatures":
         return FUNCTION_DOCS[name][0]
     description = task.get("aug", {}).get("descriptions", {}).get(name, FUNCTION_DOCS[name][1])
     return f"{FUNCTION_DOCS[name][0]} - {description}"

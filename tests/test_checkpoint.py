@@ -16,9 +16,14 @@ CFG = dict(vocab_size=300, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, intermed
            block_size=64)
 
 
-def make(tie=False):
+def make(tie=False, qk_norm=False):
     torch.manual_seed(0)
-    return GPT(GPTConfig(**CFG, tie_embeddings=tie))
+    model = GPT(GPTConfig(**CFG, tie_embeddings=tie, qk_norm=qk_norm))
+    if qk_norm:  # non-trivial norm gains, so that a dropped or misnamed q_norm/k_norm shows
+        for name, p in model.named_parameters():
+            if "_norm." in name:
+                torch.nn.init.uniform_(p, 0.5, 1.5)
+    return model
 
 
 @pytest.mark.parametrize("tie", [False, True])
@@ -80,10 +85,10 @@ def test_mismatched_config_is_a_clear_error(tmp_path):
         load_checkpoint(str(tmp_path))
 
 
-def hf_export(tmp_path, tie):
+def hf_export(tmp_path, tie, qk_norm=False):
     tok = Tokenizer.train(["hello world 123 [f(a=1)]"] * 20, vocab_size=300)
     tok.save(str(tmp_path / "tokenizer.json"))
-    model = make(tie)
+    model = make(tie, qk_norm)
     save_checkpoint(str(tmp_path / "run"), 5, model, meta={"tokenizer": str(tmp_path / "tokenizer.json")})
     out = export_hf(str(tmp_path / "run"), str(tmp_path / "hf"))
     return model, out
@@ -117,11 +122,25 @@ def test_export_hf_names_and_shapes(tmp_path, tie):
     assert os.path.exists(os.path.join(out, "tokenizer.json"))
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_export_hf_logits_match_transformers(tmp_path, tie):
+def test_export_hf_qk_norm_is_qwen3(tmp_path):
+    model, out = hf_export(tmp_path, False, qk_norm=True)
+    tensors = load_file(os.path.join(out, "model.safetensors"))
+    hd = model.config.head_dim
+    for i in range(model.config.n_layer):
+        for name in ("q_norm", "k_norm"):
+            key = f"model.layers.{i}.self_attn.{name}.weight"
+            assert tuple(tensors[key].shape) == (hd,)
+            assert torch.equal(tensors[key], getattr(model.layers[i].self_attn, name).weight.detach())
+    config = json.loads(open(os.path.join(out, "config.json")).read())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and config["model_type"] == "qwen3"
+
+
+@pytest.mark.parametrize("tie,qk_norm", [(False, False), (True, False), (False, True)])
+def test_export_hf_logits_match_transformers(tmp_path, tie, qk_norm):
     transformers = pytest.importorskip("transformers")
-    model, out = hf_export(tmp_path, tie)
-    hf = transformers.LlamaForCausalLM.from_pretrained(out, torch_dtype=torch.float32).eval()
+    model, out = hf_export(tmp_path, tie, qk_norm)
+    arch = transformers.Qwen3ForCausalLM if qk_norm else transformers.LlamaForCausalLM
+    hf = arch.from_pretrained(out, torch_dtype=torch.float32).eval()
     idx = torch.randint(0, 300, (2, 17))
     with torch.no_grad():
         ours = model.eval()(idx)

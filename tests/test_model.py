@@ -15,9 +15,9 @@ def tiny(**kw):
     return GPT(GPTConfig(**cfg)).eval()
 
 
-@pytest.mark.parametrize("n_kv_head", [1, 2, 4])  # MQA, GQA, MHA
-def test_incremental_decoding_matches_full_forward(n_kv_head):
-    model = tiny(n_kv_head=n_kv_head)
+@pytest.mark.parametrize("n_kv_head,qk_norm", [(1, False), (2, False), (4, False), (2, True)])  # MQA, GQA, MHA
+def test_incremental_decoding_matches_full_forward(n_kv_head, qk_norm):
+    model = tiny(n_kv_head=n_kv_head, qk_norm=qk_norm)
     idx = torch.randint(0, 97, (3, 24))
     with torch.no_grad():
         full = model(idx)

@@ -10,8 +10,10 @@ import pytest
 
 from nanoparl.common import PRESETS
 from nanoparl.env import check
-from nanoparl.pag import (CANNOT_REPLY, EMPTY_SUMMARY, PLAN_ASK, PLAN_CANNOT, augment, check_sufficiency,
-                          oracle_turns, sft_samples, split_awareness, summary_requirements)
+from nanoparl.apis import FUNCTION_DOCS
+from nanoparl.pag import (CANNOT_REPLY, EMPTY_SUMMARY, PLAN_ASK, PLAN_CANNOT, SYSTEM_HEADER, augment,
+                          available_functions, check_sufficiency, oracle_turns, sft_samples, split_awareness,
+                          summary_requirements, system_message, user_message)
 from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
 
@@ -153,3 +155,40 @@ def test_data_gen_writes_sft_data_deterministically(tmp_path):
     rows = [json.loads(line) for line in open(outs[0] / "sft_pag_train.jsonl")]
     block = PRESETS["micro"]["model"]["block_size"]
     assert rows and all(len(tok.render(r["messages"])[0]) <= block for r in rows)
+
+
+@pytest.mark.parametrize("functions", ["names", "signatures", "descriptions"])
+def test_function_listings(tasks, functions):
+    task = next(t for t in tasks if t["category"] == "miss_func")
+    fmt = {"functions": functions}
+    lines = system_message(task, 0, fmt)["content"].split("\n")
+    names = available_functions(task, 0)
+    assert lines[0] == SYSTEM_HEADER and len(lines) == 1 + len(names)
+    for line, name in zip(lines[1:], names):
+        want = {"names": name, "signatures": FUNCTION_DOCS[name][0]}.get(functions)
+        assert line == want if want else line.startswith(FUNCTION_DOCS[name][0] + " - ")
+    # the turn that adds the held-back function lists it the same way
+    k, added = next((int(k), v) for k, v in task["missed_function"].items())
+    added_line = user_message(task, k, fmt)["content"].split("New functions:\n")[1].split("\n")[0]
+    assert added_line.startswith(added[0]) and (added_line == added[0]) == (functions == "names")
+    with pytest.raises(ValueError, match="functions"):
+        system_message(task, 0, {"functions": "everything"})
+
+
+def test_data_gen_base_corpus_has_its_own_tasks(tmp_path):
+    out = tmp_path / "d"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "data_gen.py"), "--preset", "micro", "--seed", "5",
+                        "--out", str(out), "--n-train", "20", "--n-val", "8", "--n-test", "8", "--n-base", "12"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in open(out / "base_train.jsonl")]
+    assert {row["task_id"] for row in rows} == {f"base_{c}_{i}" for i, c in
+                                               zip(range(12), ["base", "miss_param", "miss_func", "long_context"] * 3)}
+    # every task gives its whole conversation and one awareness sample per turn
+    assert len(rows) > 12 and any("<summary>" in m["content"] for row in rows for m in row["messages"])
+    test_users = set()
+    for line in open(out / "tasks_test.jsonl"):
+        test_users |= {m["content"] for turn in json.loads(line)["question"] for m in turn}
+    base_users = {m["content"].split("\nNew functions:")[0] for row in rows for m in row["messages"]
+                  if m["role"] == "user"}
+    assert base_users and not base_users & test_users  # drawn like train: test's phrasings stay held out

@@ -1,4 +1,5 @@
-"""SFT: masked loss, overfitting a handful of samples, exact resume, DDP == single process."""
+"""SFT: masked loss, overfitting a handful of samples, exact resume, DDP == single process; the base
+stage (loss on every token, --init chains it into SFT); the copy probe."""
 
 import json
 import os
@@ -37,8 +38,10 @@ def data_dir(tmp_path_factory):
     convs = [conversation(i) for i in range(40)]
     texts = [m["content"] for c in convs for m in c]
     Tokenizer.train(texts, vocab_size=300).save(str(d / "tokenizer.json"))
-    for split, part in (("train", convs[:32]), ("val", convs[32:])):
-        with open(d / f"sft_plain_{split}.jsonl", "w") as f:
+    files = {"sft_plain_train": convs[:32], "sft_plain_val": convs[32:], "base_train": convs[:32],
+             "sft_pag_train": convs[:32], "sft_pag_val": convs[32:]}
+    for name, part in files.items():
+        with open(d / f"{name}.jsonl", "w") as f:
             for c in part:
                 f.write(json.dumps({"messages": c}) + "\n")
     return str(d)
@@ -81,8 +84,8 @@ def test_micro_run_overfits_a_handful(data_dir, tmp_path):
     assert meta["step"] == 150 and meta["policy"] == "history"
     tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
     samples, _ = train_sft.load_samples(os.path.join(data_dir, "sft_plain_train.jsonl"), tok, 512)
-    loss, exact = train_sft.evaluate(model, samples, tok.end_id, torch.device("cpu"), 8)
-    assert loss < 0.3, loss
+    m = train_sft.evaluate(model, samples, tok, torch.device("cpu"), 8)
+    assert m["val_loss"] < 0.3, m
     assert metrics["val_loss"] < 1.0
 
 
@@ -121,3 +124,62 @@ def test_ddp_two_ranks_equal_one_process(data_dir, tmp_path):
     a = load_checkpoint(str(tmp_path / "ddp"))[0].state_dict()
     b = load_checkpoint(str(tmp_path / "one"))[0].state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_every_token_targets_cover_user_and_tool_text(data_dir):
+    tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
+    ids, mask = (np.array(x) for x in tok.render(conversation(1)))
+    idx, sft = train_sft.collate([(ids, mask)], tok.end_id)
+    _, base = train_sft.collate([(ids, mask)], tok.end_id, every_token=True)
+    assert (base[0] == torch.from_numpy(ids[1:])).all()  # every next token is a target
+    assert (sft[0] != -1).sum() < (base[0] != -1).sum() == len(ids) - 1
+
+
+def test_base_stage_then_sft_from_it(data_dir, tmp_path):
+    run(data_dir, tmp_path / "base", "--data", "base", "--max-steps", "6", "--batch-size", "4",
+        "--eval-every", "3", "--save-every", "3")
+    model, meta = load_checkpoint(str(tmp_path / "base"))
+    assert meta["kind"] == "base" and meta["step"] == 6
+    assert {"digit_first", "digit_later", "exact_call"} <= set(meta["metrics"])
+    run(data_dir, tmp_path / "sft", "--data", "pag", "--init", str(tmp_path / "base"), "--max-steps", "2",
+        "--batch-size", "4", "--eval-every", "1000")
+    sft_model, sft_meta = load_checkpoint(str(tmp_path / "sft"))
+    assert sft_meta["kind"] == "sft" and sft_meta["policy"] == "awareness"
+    assert sft_model.config == model.config
+
+
+class Oracle(torch.nn.Module):
+    """A 'model' that predicts the next token of the samples it was given, except at chosen
+    positions: a stand-in with known answers for the copy probe."""
+
+    def __init__(self, samples, vocab_size, wrong=()):
+        super().__init__()
+        self.next = {tuple(ids[:t + 1].tolist()): int(ids[t + 1]) for ids, _ in samples for t in range(len(ids) - 1)}
+        self.wrong, self.vocab_size = set(wrong), vocab_size
+
+    def forward(self, idx):
+        logits = torch.zeros(*idx.shape, self.vocab_size)
+        for b, row in enumerate(idx.tolist()):
+            for t in range(len(row)):
+                nxt = self.next.get(tuple(row[:t + 1]), 0)
+                if (b, t) in self.wrong:
+                    nxt = (nxt + 1) % self.vocab_size
+                logits[b, t, nxt] = 1.0
+        return logits
+
+
+def test_copy_probe_counts_digits_and_message_kinds(data_dir):
+    tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
+    conv = conversation(5)  # its last call copies the 4-digit booking id 1185
+    ids, mask = (np.array(x) for x in tok.render(conv))
+    samples = [(ids, mask)]
+    perfect = train_sft.evaluate(Oracle(samples, tok.vocab_size), samples, tok, torch.device("cpu"), 1)
+    assert perfect["digit_first"] == perfect["digit_later"] == perfect["val_exact"] == 1.0
+    assert perfect["exact_call"] == perfect["exact_reply"] == 1.0 and perfect["exact_awareness"] == -1.0
+    # break one later digit: the last one the assistant writes is in the id of the insure(...) call
+    digit_ids = {tok.hf.token_to_id(str(d)) for d in range(10)}
+    later = [t for t in range(len(ids) - 1) if mask[t + 1] and ids[t + 1] in digit_ids and ids[t] in digit_ids]
+    m = train_sft.evaluate(Oracle(samples, tok.vocab_size, wrong=[(0, later[-1])]), samples, tok,
+                           torch.device("cpu"), 1)
+    assert m["digit_later"] == pytest.approx(1 - 1 / len(later)) and m["digit_first"] == 1.0
+    assert m["exact_call"] == pytest.approx(1 / 2) and m["exact_reply"] == 1.0  # one of the two calls broke
