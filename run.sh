@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The main job: data -> SFT (plain, PAG) -> RL (MT-GRPO, PAG-RL) -> eval -> the comparison table.
+# The main job: data -> [base] -> SFT (plain, PAG) -> RL (MT-GRPO, PAG-RL) -> eval -> the comparison table.
+# The base stage (next-token loss on every token of generated conversations) runs when the preset's
+# base section has max_steps > 0 (gpu: yes; cpu: no, see the README); both SFT runs then start from it.
 #
 #   bash run.sh              # preset gpu with CUDA, else cpu
 #   PRESET=micro bash run.sh # seconds-scale smoke run
@@ -34,8 +36,15 @@ stage() {  # stage NAME COMMAND...: run unless done, time it, mark it done
 }
 
 stage data      python data_gen.py --preset "$PRESET" --out "$DATA"
-stage sft_plain python train_sft.py --preset "$PRESET" --data plain --data-dir "$DATA" --out "$OUT/sft_plain" --resume
-stage sft_pag   python train_sft.py --preset "$PRESET" --data pag --data-dir "$DATA" --out "$OUT/sft_pag" --resume
+INIT=()
+if [ "$(python -c "from nanoparl.common import get_preset; print(get_preset('$PRESET')['base']['max_steps'])")" -gt 0 ]; then
+  stage base    python train_sft.py --preset "$PRESET" --data base --data-dir "$DATA" --out "$OUT/base" --resume
+  INIT=(--init "$OUT/base")
+fi
+stage sft_plain python train_sft.py --preset "$PRESET" --data plain --data-dir "$DATA" --out "$OUT/sft_plain" \
+                  --resume "${INIT[@]}"
+stage sft_pag   python train_sft.py --preset "$PRESET" --data pag --data-dir "$DATA" --out "$OUT/sft_pag" \
+                  --resume "${INIT[@]}"
 stage mt_grpo   python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_plain" --data-dir "$DATA" \
                   --out "$OUT/mt_grpo" --resume
 stage parl_mt   python train_rl.py --preset "$PRESET" --algo pag-rl --init "$OUT/sft_pag" --data-dir "$DATA" \

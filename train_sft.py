@@ -64,7 +64,7 @@ def parse_args(argv=None):
     g.add_argument("--init", default=None, help="start from this checkpoint's weights instead of random init")
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--device", default="auto")
-    g = p.add_argument_group("optimisation (default: the preset's)")
+    g = p.add_argument_group("optimisation (default: the preset's 'sft' section, 'base' for --data base)")
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None, help="global batch (samples), split across ranks")
     g.add_argument("--lr", type=float, default=None, help="AdamW lr (embedding, lm_head, norms; all weights without Muon)")
@@ -230,7 +230,7 @@ def main(argv=None):
     rank, world, device = init_distributed()
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
-    hp = dict(preset["sft"])
+    hp = dict(preset["base" if args.data == "base" else "sft"])
     for key in ("max_steps", "batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "eval_every",
                 "eval_samples", "save_every"):
         if getattr(args, key) is not None:
