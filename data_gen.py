@@ -11,7 +11,8 @@ holds out entities and phrasings). The same seed gives the same bytes.
 
 Then (PAG, nanoparl/pag.py): the oracle writes a summary and a plan for every user turn, the
 sufficiency check drops samples whose summary misses a fact a later turn needs, augmentation adds
-reworded copies of train tasks (PAG data only, as in the paper), a byte-level BPE tokenizer is
+reworded copies of train tasks (PAG data only, as in the paper; ours also renames their string
+values to fresh random strings, pag.rename_entities, so that they must be copied), a byte-level BPE tokenizer is
 trained on the train conversations, and five files are written:
     sft_plain_{train,val}.jsonl   history policy: one sample per task (the SFT baseline)
     sft_pag_{train,val}.jsonl     awareness policy: one sample per user turn (PAG-SFT)
@@ -67,6 +68,7 @@ g.add_argument("--augment", type=float, default=None, help="augmented copies per
 g.add_argument("--mask-p", type=float, default=None, help="word-masking probability in augmented user text")
 g.add_argument("--no-paraphrase", action="store_true", help="augmentation without reworded user turns")
 g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
+g.add_argument("--no-rename", action="store_true", help="augmentation without renamed entities (fresh random values)")
 g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
 g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (default: the model's)")
 g = parser.add_argument_group("model-aware verification (optional, needs a trained checkpoint)")
@@ -138,7 +140,8 @@ def main(argv=None):
         copies = int(pag["augment"]) + (np.random.default_rng([args.seed, i]).random() < pag["augment"] % 1)
         for c in range(copies):
             augmented.append(augment(task, seed=args.seed * 1000 + c, paraphrase_turns=not args.no_paraphrase,
-                                     perturb_functions=not args.no_perturb, mask_p=pag["mask_p"]))
+                                     perturb_functions=not args.no_perturb, mask_p=pag["mask_p"],
+                                     rename=pag["rename"] and not args.no_rename))
 
     samples = {}  # (kind, split) -> [(task id, turn or None, messages)]
     dropped = {}  # (kind, split) -> {reason: count}

@@ -23,7 +23,7 @@ PRESETS = {
         "model": dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=64, intermediate_size=192,
                       block_size=2048, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=512),
-        "pag": dict(augment=0.5, mask_p=0.1, functions="signatures"),
+        "pag": dict(augment=0.5, mask_p=0.1, functions="signatures", rename=True),
         # data: task generation (nanoparl/tasks.py); long_output_chars caps a long_context task's tool output
         "data": dict(n_train=200, n_val=40, n_test=40, n_base=40, max_turns=4, long_output_chars=1500,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],
@@ -41,7 +41,7 @@ PRESETS = {
         "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
                       block_size=1536, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=1024),
-        "pag": dict(augment=0.5, mask_p=0.1, functions="names"),
+        "pag": dict(augment=1.0, mask_p=0.1, functions="names", rename=True),
         # data: the ID-heavy classes only (tickets, trading, travel + math) and at most 4 turns, so
         # that a 1M-parameter model sees each function often within the 2-core budget
         "data": dict(n_train=4000, n_val=200, n_test=400, n_base=4000, max_turns=4, long_output_chars=1500,
@@ -65,7 +65,7 @@ PRESETS = {
         "model": dict(n_layer=8, n_head=8, n_kv_head=4, n_embd=512, intermediate_size=1408,
                       block_size=2048, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=4096),
-        "pag": dict(augment=1.0, mask_p=0.1, functions="descriptions"),
+        "pag": dict(augment=1.0, mask_p=0.1, functions="descriptions", rename=True),
         # data: all six classes, up to 6 turns, long_context outputs up to ~900 tokens
         "data": dict(n_train=20000, n_val=500, n_test=1000, n_base=20000, max_turns=6, long_output_chars=2700,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],

@@ -28,6 +28,7 @@ import re
 
 from nanoparl.apis import FUNCTION_DOCS, function_names
 from nanoparl.env import ToolEnv, parse_calls
+from nanoparl.tasks import replay
 
 SYSTEM_HEADER = ("You call functions to do what the user asks. Write a call list like "
                  "[f(a=1)] to call, or plain text to answer. Functions:")
@@ -280,9 +281,56 @@ def mask_words(text, rng, p, gt_text):
     return " ".join("_" if rng.random() < p and not _protected(w, gt_text) else w for w in text.split(" "))
 
 
-def augment(task, seed, paraphrase_turns=True, perturb_functions=True, mask_p=0.0):
-    """A copy of task with reworded user turns and/or a perturbed function list; same ground truth."""
+def fresh_value(value, rng):
+    """A random string of the same shape: each letter -> a random letter of the same case, each
+    digit -> a random digit, everything else kept ('Laptop battery' -> 'Qexnod wirtubj')."""
+    def one(ch):
+        if ch.isdigit():
+            return rng.choice("0123456789")
+        if ch.isalpha() and ch.isascii():
+            letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+            return letter.upper() if ch.isupper() else letter
+        return ch
+    return "".join(one(ch) for ch in value)
+
+
+def rename_entities(task, rng):
+    """A copy of task in which the string values its ground-truth calls take from the user's words
+    (usernames, secrets, ticket titles, ...) are replaced by fresh random strings of the same shape,
+    everywhere: user text, initial state, ground truth. A value is renamed only if the renamed task still replays
+    without an error (a city the travel API must know, a date, an enum like 'economy' stay).
+
+    Why: the train split draws each kind of value from a small pool, so a small model can learn
+    the values by heart instead of copying them, and fails on test's held-out values. Random
+    values can only be copied: for strings this is what random IDs are for digits."""
+    said = " ".join(m["content"] for turn in task["question"] for m in turn)
+    values = set()
+    for turn in task["ground_truth"]:
+        for call in turn:
+            for _, kwargs in parse_calls(call):
+                # only what the user says verbatim: a value the call derives ('Open' from "still
+                # open") keeps its meaning
+                values |= {v for v in kwargs.values() if isinstance(v, str) and len(v) >= 3
+                           and re.fullmatch(r"[A-Za-z][A-Za-z0-9 _-]*", v) and v in said}
+    new = task
+    for value in sorted(values):
+        pattern = re.compile(r"(?<![A-Za-z0-9_])" + re.escape(value) + r"(?![A-Za-z0-9_])")
+        trial = json.loads(pattern.sub(fresh_value(value, rng), json.dumps(new)))
+        try:
+            ok = not any(r.startswith("Error") for turn in replay(trial) for r in turn)
+        except Exception:  # a renamed value the API's own code depends on
+            ok = False
+        if ok:
+            new = trial
+    return new
+
+
+def augment(task, seed, paraphrase_turns=True, perturb_functions=True, mask_p=0.0, rename=False):
+    """A copy of task with reworded user turns and/or a perturbed function list and/or renamed
+    entities (rename_entities); the ground truth stays valid."""
     rng = random.Random(f"{task['id']}/{seed}")
+    if rename:
+        task = rename_entities(task, rng)
     gt_text = " ".join(c for turn in task["ground_truth"] for c in turn)
     new = json.loads(json.dumps(task))
     new["id"] = f"{task['id']}_aug{seed}"

@@ -11,8 +11,9 @@ import pytest
 from nanoparl.common import PRESETS
 from nanoparl.env import check
 from nanoparl.apis import FUNCTION_DOCS
+from nanoparl.env import parse_calls
 from nanoparl.pag import (CANNOT_REPLY, EMPTY_SUMMARY, PLAN_ASK, PLAN_CANNOT, SYSTEM_HEADER, augment,
-                          available_functions, check_sufficiency, oracle_turns, sft_samples, split_awareness,
+                          available_functions, check_sufficiency, fresh_value, oracle_turns, sft_samples, split_awareness,
                           summary_requirements, system_message, user_message)
 from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
@@ -133,6 +134,32 @@ def test_augmentation_keeps_tasks_valid_and_is_deterministic(tasks):
         oracle_turns(aug)  # the oracle replays it without error
     changed = sum(augment(t, seed=3)["question"] != t["question"] for t in tasks[:60])
     assert changed > 20
+
+
+def test_renamed_entities_are_fresh_consistent_and_valid(tasks):
+    renamed = 0
+    for task in tasks[:80]:
+        aug = augment(task, seed=3, paraphrase_turns=False, perturb_functions=False, rename=True)
+        assert check(aug, ground_truth_steps(aug))["passed"]  # replays and passes its own checker
+        assert aug == augment(task, seed=3, paraphrase_turns=False, perturb_functions=False, rename=True)
+        oracle_turns(aug)
+        if aug["ground_truth"] == task["ground_truth"]:
+            continue
+        renamed += 1
+        old, new = ({v for turn in t["ground_truth"] for c in turn for _, kw in parse_calls(c) for v in kw.values()
+                     if isinstance(v, str)} for t in (task, aug))
+        text = " ".join(m["content"] for turn in aug["question"] for m in turn)
+        for value in new - old:  # a fresh value: the same shape, and the user says it
+            assert any(len(o) == len(value) for o in old)
+            assert value in text
+    assert renamed > 30
+
+
+def test_fresh_value_keeps_the_shape():
+    import random
+    v = fresh_value("Laptop battery-9 x2", random.Random(0))
+    assert len(v) == 19 and v[6] == " " and v[14] == "-" and v[15].isdigit() and v[0].isupper()
+    assert v != "Laptop battery-9 x2"
 
 
 def digest(path):
