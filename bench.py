@@ -15,6 +15,7 @@ import torch
 from nanoparl.common import autocast, default_preset, get_device, get_preset, seed_everything
 from nanoparl.engine import Engine, sample
 from nanoparl.model import GPT, GPTConfig
+from nanoparl.optim import make_optimizer
 from nanoparl.pag import oracle_turns, sft_samples, system_message, tool_message, user_message
 from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
@@ -55,10 +56,12 @@ def build_model(preset, device, vocab_size=None):
 # Section: model forward + backward
 
 def bench_model(args, device):
-    """Training-step throughput (forward + backward + AdamW) and MFU against the measured peak."""
+    """Training-step throughput (forward + backward + the preset's SFT optimizer: Muon on the block
+    matrices + AdamW elsewhere) and MFU against the measured peak (Newton-Schulz FLOPs not counted)."""
     model = build_model(args.preset, device)
     B, T = args.batch_size, args.seq_len
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    sft = get_preset(args.preset)["sft"]
+    opt = make_optimizer(model, sft["lr"], 0.1, muon_lr=sft.get("muon_lr"))
     idx = torch.randint(0, model.config.vocab_size, (B, T), device=device)
 
     def step():
@@ -74,7 +77,7 @@ def bench_model(args, device):
     achieved = tok_s * model.flops_per_token(T)
     print(f"model[{args.preset}]: {model.num_params(False) / 1e6:.2f}M params "
           f"({model.num_params() / 1e6:.2f}M non-embedding), batch {B} x {T}")
-    print(f"  fwd+bwd+adamw: {tok_s:,.0f} tok/s ({sec * 1000:.0f} ms/step)")
+    print(f"  fwd+bwd+{'muon' if sft.get('muon_lr') else 'adamw'}: {tok_s:,.0f} tok/s ({sec * 1000:.0f} ms/step)")
     print(f"  matmul peak (measured): {peak / 1e9:,.1f} GFLOP/s")
     print(f"  model FLOP/s: {achieved / 1e9:,.1f} GFLOP/s -> MFU {100 * achieved / peak:.1f}% of measured peak")
 

@@ -11,7 +11,7 @@ is one generation up to <|end|>:
 At most MAX_STEPS steps per turn (BFCL's limit): the 21st ends the task as force_terminated. A row
 whose context no longer fits the cache ends the task as context_overflow. Neither raises.
 
-Context policies (DESIGN.md):
+Context policies:
 - history: one engine row grows through the whole conversation;
 - awareness: at each new user turn the row is reset and rebuilt as system + previous turn (with the
   awareness the model wrote there) + this user message; the model writes <summary> and <plan> first.

@@ -36,7 +36,7 @@ PRESETS = {
                    eval_every=3, eval_tasks=8, save_every=3),
         "eval": dict(max_tasks=None, step_tokens=96),
     },
-    # cpu: the whole main job on 2 CPU cores (~1-2M parameters, see DESIGN.md calibration)
+    # cpu: the whole main job on 2 CPU cores (~1M parameters; README, "Teaching a tiny model to copy")
     "cpu": {
         "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
                       block_size=1536, rope_theta=10000.0, qk_norm=True),

@@ -12,7 +12,7 @@ diversifies the data, and fine-tunes on it. Here:
   it came from and the turn that uses it (the awareness policy shows nothing older than that);
 - augmentation (augment): paraphrased user turns, perturbed function lists (shuffled order,
   reworded descriptions) and random word masking; the ground truth stays valid;
-- rendering (sft_samples) for the two context policies of DESIGN.md:
+- rendering (sft_samples) for the two context policies:
     history    one sample per task, the whole conversation;
     awareness  one sample per user turn: system + previous turn (its awareness included, mask 0)
                + this user message -> <summary>..</summary><plan>..</plan> then calls and reply.
