@@ -72,8 +72,6 @@ def parse_args(argv=None):
     g.add_argument("--min-lr-frac", type=float, default=0.1, help="the cooldown decays to lr * this")
     g.add_argument("--warmup-steps", type=int, default=None)
     g.add_argument("--cooldown-frac", type=float, default=None, help="share of steps, at the end, of linear decay")
-    g.add_argument("--curriculum-steps", type=int, default=None, help="first steps on short samples only")
-    g.add_argument("--curriculum-len", type=int, default=None, help="the longest sample (tokens) of the curriculum")
     g.add_argument("--weight-decay", type=float, default=0.1)
     g.add_argument("--grad-clip", type=float, default=1.0)
     g = p.add_argument_group("model overrides (default: the preset's)")
@@ -233,8 +231,8 @@ def main(argv=None):
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
     hp = dict(preset["base" if args.data == "base" else "sft"])
-    for key in ("max_steps", "batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "curriculum_steps",
-                "curriculum_len", "eval_every", "eval_samples", "save_every"):
+    for key in ("max_steps", "batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "eval_every",
+                "eval_samples", "save_every"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
     if hp["batch_size"] % world:
@@ -320,12 +318,7 @@ def main(argv=None):
         lr = lr_factor(step)
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * lr
-        # short-context curriculum: the first curriculum_steps draw only samples of at most
-        # curriculum_len tokens (the copy circuit forms sooner behind a short context)
-        pool = np.arange(len(lengths))
-        if step < hp.get("curriculum_steps", 0):
-            pool = np.flatnonzero(lengths <= hp["curriculum_len"])
-        ids = pool[batch_indices(lengths[pool], hp["batch_size"], step, args.seed)]
+        ids = batch_indices(lengths, hp["batch_size"], step, args.seed)
         idx, targets = collate([train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]], tok.end_id,
                                every_token=args.data == "base")
         idx, targets = idx.to(device), targets.to(device)

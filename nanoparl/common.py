@@ -49,8 +49,8 @@ PRESETS = {
                      categories=["base", "miss_param", "miss_func", "long_context"]),
         # sft: Muon + QK-norm + names-only prompt + a long plateau: the recipe under which the copy
         # circuit appears (README, "Teaching a tiny model to copy")
-        "sft": dict(batch_size=32, lr=2e-3, muon_lr=0.02, max_steps=1000, warmup_steps=100, cooldown_frac=0.3,
-                    eval_every=250, eval_samples=200, save_every=50),
+        "sft": dict(batch_size=32, lr=2e-3, muon_lr=0.02, max_steps=1300, warmup_steps=100, cooldown_frac=0.3,
+                    eval_every=100, eval_samples=200, save_every=100),
         # base: the stage exists (train_sft.py --data base) but run.sh skips it at max_steps=0: at equal
         # wall time, SFT alone copies sooner on 2 cores (README, "Teaching a tiny model to copy")
         "base": dict(batch_size=32, lr=2e-3, muon_lr=0.02, max_steps=0, warmup_steps=100, cooldown_frac=0.3,

@@ -11,14 +11,8 @@ their closing <|end|>; the <|assistant|> role token is 0 (the agent loop forces 
 chooses it). An assistant message with "train": False (the previous turn's awareness, shown as
 context in the awareness policy) is rendered the same way but masked 0.
 
-Before BPE, text is cut into words (letters and underscores), single digits, single whitespace
-characters and runs of punctuation (PRE_TOKENS). So a value has the same tokens wherever it
-appears: `Mumbai` in "serves Mumbai?" and in `location='Mumbai'` are the same ids, and a 4-digit ID
-is 4 digit tokens. Copying is then an exact token-for-token lookup, which a 1M-parameter model
-learns; with GPT-2's rule (a word carries its leading space, "'s" is split off) the user's
-" Mumbai" and the call's "Mumbai" are different tokens, and the model can only learn, value by
-value, which one goes with which, which fails on test's held-out values (README, "Teaching a tiny
-model to copy").
+Digits are split into single tokens before BPE, so that a 4-digit ID is 4 tokens the model can copy
+one at a time (README, "Teaching a tiny model to copy").
 
 Special tokens are recognised only in assistant content (the awareness tags): in system, user and
 tool text they are encoded as plain bytes, so a tool result that echoes "<|end|>" cannot end a turn.
@@ -27,14 +21,13 @@ tool text they are encoded as plain bytes, so a tool result that echoes "<|end|>
 import os
 
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, pre_tokenizers, trainers
 
 SPECIAL_TOKENS = [
     "<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|end|>",
     "<summary>", "</summary>", "<plan>", "</plan>",
 ]
 ROLES = ("system", "user", "assistant", "tool")
-PRE_TOKENS = r"[\p{L}_]+|\p{N}|\s|[^\s\p{L}\p{N}_]+"  # words, single digits, single spaces, punctuation
 
 
 class Tokenizer:
@@ -57,8 +50,8 @@ class Tokenizer:
         """Train a byte-level BPE of vocab_size tokens (special tokens included) on an iterable of str."""
         tok = HFTokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(PRE_TOKENS), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
         ])
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(

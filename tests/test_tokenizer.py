@@ -74,13 +74,3 @@ def test_save_load(tok, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         Tokenizer.load(str(tmp_path / "bad.json"))
-
-
-@pytest.mark.parametrize("value", ["Boston", "sunflower", "trip-desk", "y3f9", "Laptop battery", "quixotic"])
-def test_a_value_has_the_same_tokens_in_text_and_in_a_call(tok, value):
-    """What makes copying a token-for-token lookup: no leading space glued to a word, no "'s" split."""
-    said = tok.encode(f"Sign in as {value}, please.")
-    called = tok.encode(f"[login(username='{value}')]")
-    want = tok.encode(value)
-    for ids in (said, called):
-        assert any(ids[i:i + len(want)] == want for i in range(len(ids))), [tok.id_to_token(i) for i in ids]
