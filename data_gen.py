@@ -60,6 +60,7 @@ g.add_argument("--n-train", type=int, default=None, help="number of train tasks"
 g.add_argument("--n-val", type=int, default=None, help="number of val tasks (drawn like train)")
 g.add_argument("--n-test", type=int, default=None, help="number of test tasks (held-out entities/phrasings)")
 g.add_argument("--n-base", type=int, default=None, help="tasks for the base stage's corpus (0: no base corpus)")
+g.add_argument("--max-tasks", type=int, default=None, help="cap every split and the base corpus at this many tasks (smoke runs)")
 g.add_argument("--classes", default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
 g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
 g.add_argument("--categories", default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
@@ -88,6 +89,9 @@ def main(argv=None):
     for key in ("n_train", "n_val", "n_test", "n_base", "max_turns"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if args.max_tasks is not None:
+        for key in ("n_train", "n_val", "n_test", "n_base"):
+            settings[key] = min(settings[key], args.max_tasks)
     for key in ("classes", "categories"):
         if getattr(args, key):
             settings[key] = getattr(args, key).split(",")

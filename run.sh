@@ -6,6 +6,11 @@
 #   bash run.sh              # preset gpu with CUDA, else cpu
 #   PRESET=micro bash run.sh # seconds-scale smoke run
 #   bash run.sh --full       # + the ablations: PAG-SFT + MT-GRPO, SFT + pag-rl (history policy)
+#   PRESET=gpu MAX_STEPS=2 MAX_TASKS=8 bash run.sh   # smoke: every stage of a preset, tiny counts
+#
+# MAX_STEPS caps every training stage; MAX_TASKS caps every data split, the SFT val samples, the
+# RL tasks per step and val tasks, and the test tasks evaluated. Real model shapes, real data
+# format, real rollouts: what a first GPU run would hit, in minutes on a CPU.
 #
 # Every stage writes into out/<preset>/ and is skipped when its DONE marker exists; a killed stage
 # resumes from its last checkpoint (--resume). Delete out/<preset>/ to start over.
@@ -20,9 +25,16 @@ for arg in "$@"; do
   esac
 done
 PRESET=${PRESET:-$(python -c "from nanoparl.common import default_preset; print(default_preset())")}
-DATA=${DATA:-data/$PRESET}
-OUT=${OUT:-out/$PRESET}
+SMOKE=""; if [ -n "${MAX_STEPS:-}${MAX_TASKS:-}" ]; then SMOKE="-smoke"; fi  # capped runs: folders of their own
+DATA=${DATA:-data/$PRESET$SMOKE}
+OUT=${OUT:-out/$PRESET$SMOKE}
 mkdir -p "$OUT"
+DATA_CAP=(); SFT_CAP=(); RL_CAP=(); EVAL_CAP=()
+if [ -n "${MAX_STEPS:-}" ]; then SFT_CAP+=(--max-steps "$MAX_STEPS"); RL_CAP+=(--max-steps "$MAX_STEPS"); fi
+if [ -n "${MAX_TASKS:-}" ]; then
+  DATA_CAP=(--max-tasks "$MAX_TASKS"); SFT_CAP+=(--eval-samples "$MAX_TASKS")
+  RL_CAP+=(--tasks-per-step "$MAX_TASKS" --eval-tasks "$MAX_TASKS"); EVAL_CAP=(--max-tasks "$MAX_TASKS")
+fi
 START=$(date +%s)
 
 stage() {  # stage NAME COMMAND...: run unless done, time it, mark it done
@@ -35,33 +47,33 @@ stage() {  # stage NAME COMMAND...: run unless done, time it, mark it done
   echo "== $name: $(cat "$OUT/$name.DONE")s"
 }
 
-stage data      python data_gen.py --preset "$PRESET" --out "$DATA"
+stage data      python data_gen.py --preset "$PRESET" --out "$DATA" "${DATA_CAP[@]}"
 INIT=()
 if [ "$(python -c "from nanoparl.common import get_preset; print(get_preset('$PRESET')['base']['max_steps'])")" -gt 0 ]; then
-  stage base    python train_sft.py --preset "$PRESET" --data base --data-dir "$DATA" --out "$OUT/base" --resume
+  stage base    python train_sft.py --preset "$PRESET" --data base --data-dir "$DATA" --out "$OUT/base" --resume "${SFT_CAP[@]}"
   INIT=(--init "$OUT/base")
 fi
 stage sft_plain python train_sft.py --preset "$PRESET" --data plain --data-dir "$DATA" --out "$OUT/sft_plain" \
-                  --resume "${INIT[@]}"
+                  --resume "${INIT[@]}" "${SFT_CAP[@]}"
 stage sft_pag   python train_sft.py --preset "$PRESET" --data pag --data-dir "$DATA" --out "$OUT/sft_pag" \
-                  --resume "${INIT[@]}"
+                  --resume "${INIT[@]}" "${SFT_CAP[@]}"
 stage mt_grpo   python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_plain" --data-dir "$DATA" \
-                  --out "$OUT/mt_grpo" --resume
+                  --out "$OUT/mt_grpo" --resume "${RL_CAP[@]}"
 stage parl_mt   python train_rl.py --preset "$PRESET" --algo pag-rl --init "$OUT/sft_pag" --data-dir "$DATA" \
-                  --out "$OUT/parl_mt" --resume
+                  --out "$OUT/parl_mt" --resume "${RL_CAP[@]}"
 RUNS=("$OUT/sft_plain" "$OUT/sft_pag" "$OUT/mt_grpo" "$OUT/parl_mt")
 if [ "$FULL" = 1 ]; then
   stage pag_mt_grpo python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_pag" --data-dir "$DATA" \
-                      --out "$OUT/pag_mt_grpo" --resume
+                      --out "$OUT/pag_mt_grpo" --resume "${RL_CAP[@]}"
   stage no_awareness python train_rl.py --preset "$PRESET" --algo pag-rl --policy history --init "$OUT/sft_plain" \
-                      --data-dir "$DATA" --out "$OUT/no_awareness" --resume
+                      --data-dir "$DATA" --out "$OUT/no_awareness" --resume "${RL_CAP[@]}"
   RUNS+=("$OUT/pag_mt_grpo" "$OUT/no_awareness")
 fi
 
 # the table: oracle (the ceiling) and every run, on the held-out test split
-python eval.py --preset "$PRESET" --agent oracle --data-dir "$DATA" --out "$OUT/eval_oracle.json" \
+python eval.py --preset "$PRESET" --agent oracle --data-dir "$DATA" --out "$OUT/eval_oracle.json" "${EVAL_CAP[@]}" \
   | tee "$OUT/eval_oracle.log"
-python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split test --show 1 \
+python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split test --show 1 "${EVAL_CAP[@]}" \
   --out "$OUT/results.json" | tee "$OUT/eval.log"
 python - "$OUT" <<'PY' || true
 import sys
