@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from nanoparl.common import autocast, default_preset, get_device, get_preset, seed_everything
+from nanoparl.common import (add_threads_flag, autocast, default_preset, get_device, get_preset, seed_everything,
+                             set_threads)
 from nanoparl.engine import Engine, sample
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
@@ -368,13 +369,12 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_threads_flag(parser)
     parser.add_argument("--rollout-naive-steps", type=int, default=2,
                         help="rollout: steps per rollout timed on the slow re-prefill path")
     args = parser.parse_args()
     args.preset = args.preset or default_preset()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(0)
     device = get_device(args.device)
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from nanoparl.checkpoint import load_checkpoint
-from nanoparl.common import get_device, get_preset
+from nanoparl.common import add_threads_flag, get_device, get_preset, set_threads
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, awareness_text, check_sufficiency, oracle_turns, sft_samples, split_awareness
@@ -55,6 +55,7 @@ g = parser.add_argument_group("run")
 g.add_argument("--preset", default="cpu", choices=["micro", "cpu", "gpu"], help="sets every default below")
 g.add_argument("--seed", type=int, default=0, help="same seed -> same files, byte for byte")
 g.add_argument("--out", default="data", help="output directory")
+add_threads_flag(g)
 g = parser.add_argument_group("tasks (default: the preset's 'data' section)")
 g.add_argument("--n-train", type=int, default=None, help="number of train tasks")
 g.add_argument("--n-val", type=int, default=None, help="number of val tasks (drawn like train)")
@@ -84,6 +85,7 @@ args = None  # parsed in main(), so that tests can import the verification funct
 def main(argv=None):
     global args
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     t0 = time.time()
     settings = dict(get_preset(args.preset)["data"])
     for key in ("n_train", "n_val", "n_test", "n_base", "max_turns"):

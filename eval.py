@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from nanoparl.agent import AgentLoop, trajectory_summary
 from nanoparl.checkpoint import load_checkpoint
-from nanoparl.common import default_preset, get_device, get_preset, seed_everything
+from nanoparl.common import add_threads_flag, default_preset, get_device, get_preset, seed_everything, set_threads
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.pag import DEFAULT_FORMAT
 from nanoparl.rl import composite_reward
@@ -66,6 +66,7 @@ def parse_args(argv=None):
     g.add_argument("--out", default=None, help="write the metrics as JSON here")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto")
+    add_threads_flag(g)
     return p.parse_args(argv)
 
 
@@ -154,6 +155,7 @@ def evaluate(model, tok, tasks, policy, fmt, args, agent="model"):
 
 def main(argv=None):
     args = parse_args(argv)
+    set_threads(args.threads)
     args.preset = args.preset or default_preset()
     preset_eval = get_preset(args.preset)["eval"]
     args.max_tasks = args.max_tasks or preset_eval["max_tasks"]

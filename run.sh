@@ -7,13 +7,16 @@
 #   PRESET=micro bash run.sh # seconds-scale smoke run
 #   bash run.sh --full       # + the ablations: PAG-SFT + MT-GRPO, SFT + pag-rl (history policy)
 #   PRESET=gpu MAX_STEPS=2 MAX_TASKS=8 bash run.sh   # smoke: every stage of a preset, tiny counts
+#   THREADS=1 bash run.sh    # torch threads per stage (default: torch's, one per core); use 1 on a
+#                            # machine that other jobs are using: waiting threads are slower than one
 #
 # MAX_STEPS caps every training stage; MAX_TASKS caps every data split, the SFT val samples, the
 # RL tasks per step and val tasks, and the test tasks evaluated. Real model shapes, real data
 # format, real rollouts: what a first GPU run would hit, in minutes on a CPU.
 #
 # Every stage writes into out/<preset>/ and is skipped when its DONE marker exists; a killed stage
-# resumes from its last checkpoint (--resume). Delete out/<preset>/ to start over.
+# resumes from its last checkpoint (--resume). Ctrl-C saves a checkpoint at the end of the current
+# training step and stops; run the same command again to go on. Delete out/<preset>/ to start over.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,6 +28,9 @@ for arg in "$@"; do
   esac
 done
 PRESET=${PRESET:-$(python -c "from nanoparl.common import default_preset; print(default_preset())")}
+python -c "import sys; from nanoparl.common import PRESETS; sys.exit(0 if '$PRESET' in PRESETS else
+  f'unknown PRESET=$PRESET; choose one of {sorted(PRESETS)}')"
+THREADS_FLAG=(); if [ -n "${THREADS:-}" ]; then THREADS_FLAG=(--threads "$THREADS"); fi
 SMOKE=""; if [ -n "${MAX_STEPS:-}${MAX_TASKS:-}" ]; then SMOKE="-smoke"; fi  # capped runs: folders of their own
 DATA=${DATA:-data/$PRESET$SMOKE}
 OUT=${OUT:-out/$PRESET$SMOKE}
@@ -42,39 +48,40 @@ stage() {  # stage NAME COMMAND...: run unless done, time it, mark it done
   if [ -f "$OUT/$name.DONE" ]; then echo "== $name: done already (rm $OUT/$name.DONE to redo)"; return; fi
   echo "== $name: $*"
   local t0=$(date +%s)
-  "$@" 2>&1 | tee "$OUT/$name.log"
+  "$@" 2>&1 | (trap '' INT; tee "$OUT/$name.log")  # tee outlives Ctrl-C: the stage prints where it saved
   echo "$(( $(date +%s) - t0 ))" > "$OUT/$name.DONE"
   echo "== $name: $(cat "$OUT/$name.DONE")s"
 }
 
-stage data      python data_gen.py --preset "$PRESET" --out "$DATA" "${DATA_CAP[@]}"
+stage data      python data_gen.py --preset "$PRESET" --out "$DATA" "${DATA_CAP[@]}" "${THREADS_FLAG[@]}"
 INIT=()
 if [ "$(python -c "from nanoparl.common import get_preset; print(get_preset('$PRESET')['base']['max_steps'])")" -gt 0 ]; then
-  stage base    python train_sft.py --preset "$PRESET" --data base --data-dir "$DATA" --out "$OUT/base" --resume "${SFT_CAP[@]}"
+  stage base    python train_sft.py --preset "$PRESET" --data base --data-dir "$DATA" --out "$OUT/base" --resume "${SFT_CAP[@]}" \
+                  "${THREADS_FLAG[@]}"
   INIT=(--init "$OUT/base")
 fi
 stage sft_plain python train_sft.py --preset "$PRESET" --data plain --data-dir "$DATA" --out "$OUT/sft_plain" \
-                  --resume "${INIT[@]}" "${SFT_CAP[@]}"
+                  --resume "${INIT[@]}" "${SFT_CAP[@]}" "${THREADS_FLAG[@]}"
 stage sft_pag   python train_sft.py --preset "$PRESET" --data pag --data-dir "$DATA" --out "$OUT/sft_pag" \
-                  --resume "${INIT[@]}" "${SFT_CAP[@]}"
+                  --resume "${INIT[@]}" "${SFT_CAP[@]}" "${THREADS_FLAG[@]}"
 stage mt_grpo   python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_plain" --data-dir "$DATA" \
-                  --out "$OUT/mt_grpo" --resume "${RL_CAP[@]}"
+                  --out "$OUT/mt_grpo" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
 stage parl_mt   python train_rl.py --preset "$PRESET" --algo pag-rl --init "$OUT/sft_pag" --data-dir "$DATA" \
-                  --out "$OUT/parl_mt" --resume "${RL_CAP[@]}"
+                  --out "$OUT/parl_mt" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
 RUNS=("$OUT/sft_plain" "$OUT/sft_pag" "$OUT/mt_grpo" "$OUT/parl_mt")
 if [ "$FULL" = 1 ]; then
   stage pag_mt_grpo python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_pag" --data-dir "$DATA" \
-                      --out "$OUT/pag_mt_grpo" --resume "${RL_CAP[@]}"
+                      --out "$OUT/pag_mt_grpo" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
   stage no_awareness python train_rl.py --preset "$PRESET" --algo pag-rl --policy history --init "$OUT/sft_plain" \
-                      --data-dir "$DATA" --out "$OUT/no_awareness" --resume "${RL_CAP[@]}"
+                      --data-dir "$DATA" --out "$OUT/no_awareness" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
   RUNS+=("$OUT/pag_mt_grpo" "$OUT/no_awareness")
 fi
 
 # the table: oracle (the ceiling) and every run, on the held-out test split
 python eval.py --preset "$PRESET" --agent oracle --data-dir "$DATA" --out "$OUT/eval_oracle.json" "${EVAL_CAP[@]}" \
-  | tee "$OUT/eval_oracle.log"
+  "${THREADS_FLAG[@]}" | tee "$OUT/eval_oracle.log"
 python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split test --show 1 "${EVAL_CAP[@]}" \
-  --out "$OUT/results.json" | tee "$OUT/eval.log"
+  "${THREADS_FLAG[@]}" --out "$OUT/results.json" | tee "$OUT/eval.log"
 python - "$OUT" <<'PY' || true
 import sys
 from nanoparl.plot import plot_runs

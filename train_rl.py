@@ -23,11 +23,15 @@ not public; every number here is ours):
 - no value model, no reward model, no entropy bonus, no dynamic sampling or over-long filtering;
 - awareness-policy rollouts are one sequence per user turn (the context is rebuilt each turn), each
   trained with its rollout's (or turn's) advantage.
+
+--resume, --overwrite and Ctrl-C behave as in train_sft.py: a folder with checkpoints needs one of
+the two flags, and Ctrl-C saves a checkpoint at the end of the current step (exit status 130).
 """
 
 import argparse
 import copy
 import os
+import sys
 import time
 
 import numpy as np
@@ -37,9 +41,11 @@ import torch.distributed as dist
 import eval as evaluation
 import train_sft
 from nanoparl.agent import AgentLoop, trajectory_summary
-from nanoparl.checkpoint import load_checkpoint, resume_training, save_checkpoint, training_state
-from nanoparl.common import (JsonlLogger, autocast, cleanup_distributed, default_preset, get_preset,
-                             init_distributed, log0, seed_everything)
+from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
+                                 save_checkpoint, training_state)
+from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
+                             cleanup_distributed, default_preset, get_preset, init_distributed, log0, run_cli,
+                             seed_everything, set_threads)
 from nanoparl.pag import DEFAULT_FORMAT
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
@@ -56,9 +62,12 @@ def parse_args(argv=None):
     g.add_argument("--policy", choices=["history", "awareness"], default=None, help="default: the init checkpoint's")
     g.add_argument("--data-dir", default="data")
     g.add_argument("--out", required=True)
-    g.add_argument("--preset", default=None, help="micro|cpu|gpu (default: gpu with CUDA, else cpu)")
-    g.add_argument("--resume", action="store_true")
+    g.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: gpu with CUDA, else cpu")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in --out")
+    x.add_argument("--overwrite", action="store_true", help="delete the checkpoints and log in --out, then start over")
     g.add_argument("--seed", type=int, default=1337)
+    add_threads_flag(g)
     g = p.add_argument_group("RL (default: the preset's 'rl' section)")
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--tasks-per-step", type=int, default=None, help="global, split across ranks")
@@ -77,7 +86,7 @@ def parse_args(argv=None):
     g.add_argument("--eval-every", type=int, default=None)
     g.add_argument("--eval-tasks", type=int, default=None, help="val tasks per evaluation")
     g.add_argument("--save-every", type=int, default=None)
-    g.add_argument("--keep-last", type=int, default=2)
+    g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--dump-episodes", type=int, default=2, help="decoded episodes written per eval")
     return p.parse_args(argv)
 
@@ -136,7 +145,12 @@ def pad(seqs, device):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    with StopOnSignal() as stop:  # Ctrl-C: save at the end of the step (restored on the way out)
+        return train(parse_args(argv), stop)
+
+
+def train(args, stop):
+    set_threads(args.threads)
     rank, world, device = init_distributed()
     args.preset = args.preset or default_preset()
     hp = dict(get_preset(args.preset)["rl"])
@@ -144,25 +158,41 @@ def main(argv=None):
                 "eval_every", "eval_tasks", "save_every"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
+    check_settings(dict(hp, micro_batch=args.micro_batch, keep_last=args.keep_last),
+                   positive=("tasks_per_step", "group_size", "ppo_epochs", "step_tokens", "eval_every",
+                             "eval_tasks", "save_every", "micro_batch"),
+                   non_negative=("max_steps", "keep_last"))
+    if hp["tasks_per_step"] % world:
+        raise SystemExit(f"error: --tasks-per-step {hp['tasks_per_step']} must be divisible by the {world} ranks")
+    prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
+    if world > 1:
+        dist.barrier()
     seed_everything(args.seed + rank)
 
     model, init_meta = load_checkpoint(args.init)
     model.to(device)
     tok = Tokenizer.load(init_meta["tokenizer"])
+    if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
+        copy_tokenizer(args.out, init_meta["tokenizer"])
     policy = args.policy or init_meta.get("policy", "history")
     fmt = init_meta.get("format", DEFAULT_FORMAT)
     ref = copy.deepcopy(model).eval() if args.kl > 0 else None
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
     val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:hp["eval_tasks"]]
+    for split, tasks in (("train", train_tasks), ("val", val_tasks)):
+        if not tasks:  # else every step "trains" on nothing and logs reward nan
+            raise SystemExit(f"error: {os.path.join(args.data_dir, f'tasks_{split}.jsonl')} holds no tasks")
     # the copy probe of train_sft.py, on the SFT val samples of this policy (teacher-forced)
     probe_file = os.path.join(args.data_dir, f"sft_{'pag' if policy == 'awareness' else 'plain'}_val.jsonl")
     probe_samples = (train_sft.load_samples(probe_file, tok, model.config.block_size)[0][:200]
                      if os.path.exists(probe_file) else [])
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95), weight_decay=0.0)
-    step = resume_training(args.out, model, opt) if args.resume else 0
-    if step:
-        log0(f"resumed from {args.out} step {step}")
-    os.makedirs(args.out, exist_ok=True)
+    step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
+    if args.resume and step >= hp["max_steps"]:
+        log0(f"{args.out} is at step {step}, at or past --max-steps {hp['max_steps']}: nothing to train "
+             f"(its checkpoints are left as they are)")
+        cleanup_distributed()
+        return {}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl"))
     meta = dict(init_meta, kind="rl", algo=args.algo, policy=policy, init=os.path.abspath(args.init),
                 format=fmt, preset=args.preset)
@@ -189,9 +219,22 @@ def main(argv=None):
         model.eval()
         return res, probe
 
+    def checkpoint():  # -> the path of the weights written
+        if rank == 0:
+            save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
+                            train_state=training_state(opt, step))
+        if world > 1:
+            dist.barrier()
+        return os.path.join(args.out, f"model_{step}.safetensors")
+
     metrics = {}
     while True:
-        last_step = step == hp["max_steps"]
+        last_step = step >= hp["max_steps"]
+        if not last_step and stop.requested():  # between two optimizer steps: a consistent state
+            path = checkpoint()
+            log0(f"interrupted at step {step}: saved {path}; continue with --resume")
+            cleanup_distributed()
+            sys.exit(130)
         if rank == 0 and (step % hp["eval_every"] == 0 or last_step):
             res, probe = run_eval()
             metrics = {"val_accuracy": res["overall"]["accuracy"],
@@ -200,10 +243,9 @@ def main(argv=None):
             log0(f"step {step} | val accuracy {metrics['val_accuracy']:.3f} | " +
                  " | ".join(f"{k[4:]} {v:.2f}" for k, v in metrics.items() if k != "val_accuracy"))
             logger.log(step=step, **log_metrics)
-        if rank == 0 and (last_step or (step > 0 and step % hp["save_every"] == 0)):
-            save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
-                            train_state=training_state(opt, step))
-        if world > 1:
+        if last_step or (step > 0 and step % hp["save_every"] == 0):
+            checkpoint()
+        elif world > 1:
             dist.barrier()
         if last_step:
             break
@@ -284,4 +326,4 @@ def episode_text(r):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -25,9 +25,11 @@ Batches are padded, not packed: every sample is one conversation (or one turn) w
 attend to each other, and per-sample batches keep the exact-match metric and the loss mask trivial.
 Padding waste is kept small by drawing each batch from samples of similar length (length buckets).
 
-Resume: `--resume` reloads the newest checkpoint of --out (weights, AdamW state, RNG states, step).
-The data order is a pure function of (seed, step), so a resumed run sees exactly the batches the
-uninterrupted run would have seen.
+Resume: `--resume` reloads the newest intact checkpoint of --out (weights, optimizer state, RNG
+states, step; a corrupt newest one is skipped, saying why). The data order is a pure function of
+(seed, step), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+Ctrl-C saves a checkpoint at the end of the current step and exits with status 130; --resume goes
+on from there. A folder that already holds checkpoints needs --resume or --overwrite.
 """
 
 import argparse
@@ -41,9 +43,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nanoparl.checkpoint import load_checkpoint, resume_training, save_checkpoint, training_state
-from nanoparl.common import (autocast, cleanup_distributed, default_preset, get_preset,
-                             init_distributed, log0, seed_everything, JsonlLogger)
+from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
+                                 save_checkpoint, training_state)
+from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
+                             cleanup_distributed, default_preset, get_preset, init_distributed, log0,
+                             run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
 from nanoparl.pag import DEFAULT_FORMAT
@@ -58,12 +62,15 @@ def parse_args(argv=None):
     g.add_argument("--data-dir", default="data",
                    help="written by data_gen.py (sft_<data>_{train,val}.jsonl or base_{train,val}.jsonl, tokenizer.json)")
     g = p.add_argument_group("run")
-    g.add_argument("--preset", default=None, help="micro|cpu|gpu (default: gpu with CUDA, else cpu)")
+    g.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: gpu with CUDA, else cpu")
     g.add_argument("--out", required=True, help="run directory for checkpoints and logs")
-    g.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in --out")
+    x.add_argument("--overwrite", action="store_true", help="delete the checkpoints and log in --out, then start over")
     g.add_argument("--init", default=None, help="start from this checkpoint's weights instead of random init")
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--device", default="auto")
+    add_threads_flag(g)
     g = p.add_argument_group("optimisation (default: the preset's 'sft' section, 'base' for --data base)")
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None, help="global batch (samples), split across ranks")
@@ -85,7 +92,7 @@ def parse_args(argv=None):
     g.add_argument("--eval-every", type=int, default=None)
     g.add_argument("--eval-samples", type=int, default=None, help="val samples per evaluation")
     g.add_argument("--save-every", type=int, default=None)
-    g.add_argument("--keep-last", type=int, default=2)
+    g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
 
@@ -226,7 +233,12 @@ def probe_line(m):
 # ----------------------------------------------------------------------------
 
 def main(argv=None):
-    args = parse_args(argv)
+    with StopOnSignal() as stop:  # Ctrl-C: save at the end of the step (restored on the way out)
+        return train(parse_args(argv), stop)
+
+
+def train(args, stop):
+    set_threads(args.threads)
     rank, world, device = init_distributed()
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
@@ -235,12 +247,20 @@ def main(argv=None):
                 "eval_samples", "save_every"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
+    check_settings(dict(hp, log_every=args.log_every, keep_last=args.keep_last),
+                   positive=("batch_size", "eval_every", "save_every", "log_every"),
+                   non_negative=("max_steps", "warmup_steps", "eval_samples", "keep_last"))
     if hp["batch_size"] % world:
-        raise SystemExit(f"--batch-size {hp['batch_size']} must be divisible by the {world} ranks")
+        raise SystemExit(f"error: --batch-size {hp['batch_size']} must be divisible by the {world} ranks")
+    prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
+    if world > 1:
+        dist.barrier()
     seed_everything(args.seed)
 
     tok_path = os.path.join(args.data_dir, "tokenizer.json")
     tok = Tokenizer.load(tok_path)
+    if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
+        copy_tokenizer(args.out, tok_path)
     model_cfg = dict(preset["model"], vocab_size=tok.vocab_size)
     for key in ("n_layer", "n_embd", "n_head", "n_kv_head", "intermediate_size"):
         if getattr(args, key) is not None:
@@ -266,17 +286,19 @@ def main(argv=None):
 
     opt = make_optimizer(model, hp["lr"], args.weight_decay, muon_lr=hp.get("muon_lr"))
 
-    step = resume_training(args.out, model, opt) if args.resume else 0
-    if step:
-        log0(f"resumed from {args.out} step {step}")
+    step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
+    if args.resume and step >= hp["max_steps"]:
+        log0(f"{args.out} is at step {step}, at or past --max-steps {hp['max_steps']}: nothing to train "
+             f"(its checkpoints are left as they are)")
+        cleanup_distributed()
+        return {}
 
     ddp = DDP(model) if world > 1 else model
     fmt_path = os.path.join(args.data_dir, "format.json")  # how the data was rendered (pag.DEFAULT_FORMAT)
     fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
-    meta = {"tokenizer": os.path.abspath(tok_path), "policy": "awareness" if args.data == "pag" else "history",
+    meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
             "format": fmt, "data": args.data, "preset": args.preset, "kind": "base" if args.data == "base" else "sft"}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl")) if rank == 0 else None
-    os.makedirs(args.out, exist_ok=True)
 
     def lr_factor(it):
         """Linear warmup, a constant plateau, then a linear cooldown to min_lr_frac over the last
@@ -288,7 +310,7 @@ def main(argv=None):
         frac = (it - (hp["max_steps"] - cooldown)) / cooldown
         return 1.0 - (1 - args.min_lr_frac) * min(max(frac, 0.0), 1.0)
 
-    def checkpoint(metrics):
+    def checkpoint(metrics):  # -> the path of the weights written
         # a finite loss can still be followed by an update that overflows: never save such weights
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             log0(f"step {step} | weights are not finite: stopping; the last good checkpoint in {args.out} is kept")
@@ -299,11 +321,17 @@ def main(argv=None):
                             train_state=training_state(opt, step), keep_last=args.keep_last)
         if world > 1:
             dist.barrier()
+        return os.path.join(args.out, f"model_{step}.safetensors")
 
     metrics, t0, tokens = {}, time.time(), 0
     local_bs = hp["batch_size"] // world
     while True:
-        last_step = step == hp["max_steps"]
+        last_step = step >= hp["max_steps"]
+        if not last_step and stop.requested():  # between two optimizer steps: a consistent state
+            path = checkpoint(metrics)
+            log0(f"interrupted at step {step}: saved {path}; continue with --resume")
+            cleanup_distributed()
+            sys.exit(130)
         if step % hp["eval_every"] == 0 or last_step:
             metrics = evaluate(model, val, tok, device, max(local_bs, 8)) if rank == 0 else {}
             if rank == 0:
@@ -355,4 +383,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -3,63 +3,110 @@
 A run directory holds, per saved step:
     model_<step>.safetensors   the weights (GPT.state_dict(), HF-like names)
     train_<step>.pt            optimizer + RNG + data-loader state, only for resumable training runs
-    meta_<step>.json           config, step, tokenizer path, metrics -- written LAST
+    meta_<step>.json           config, step, tokenizer, metrics -- written LAST
+and once per run:
+    tokenizer.json             a copy of the data's tokenizer, so that the run folder stands alone
+                               (move the data or the clone and the checkpoints still load)
 
-Every file goes to a temp name first and is renamed into place (os.replace is atomic), and the meta
-file is the commit marker: a step whose meta file exists is complete. A run killed mid-save leaves
-at worst a stray *.tmp file and the previous checkpoint intact.
+Every file is serialised in memory, written to a temp name and renamed into place (os.replace is
+atomic), and the meta file is the commit marker: a step whose meta file exists is complete. A run
+killed mid-save leaves the previous checkpoint intact; a failed write (disk full) removes its temp
+file and raises a CheckpointError that names the file and the OS reason.
+
+    python -m nanoparl.checkpoint export out/cpu/parl_mt hf/parl_mt   # -> a transformers folder
 """
 
+import argparse
 import glob
+import io
 import json
 import os
 import re
-import shutil
+import sys
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save as safetensors_bytes
 
 from nanoparl.model import GPT, GPTConfig
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated or does not match its config. Names the file."""
+    """A checkpoint that is missing, truncated, non-finite or does not match its config; a checkpoint
+    file that cannot be written. The message names the file."""
 
 
-def _atomic(path, write):
+# ----------------------------------------------------------------------------
+# Atomic writes
+
+def _atomic(path, data):
+    """Write bytes to path via a temp file and a rename. Serialising in memory first (not by
+    torch.save or safetensors writing the file themselves) means a full disk surfaces here as the
+    OS's own error (ENOSPC, "No space left on device"), not as a library's "unexpected pos"."""
     tmp = f"{path}.tmp"
-    write(tmp)
-    with open(tmp, "rb+") as f:  # make the bytes durable before the rename makes them visible
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are durable before the rename makes them visible
+        os.replace(tmp, path)
+    except BaseException as e:  # also KeyboardInterrupt: never leave a half-written temp file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from e
+        raise
 
 
-def _write_json(path, obj):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-    _atomic(path, write)
+def _json_bytes(obj):
+    return json.dumps(obj, indent=2).encode()
+
+
+def _torch_bytes(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def copy_tokenizer(run_dir, src):
+    """Copy the tokenizer file src into run_dir/tokenizer.json (atomically, only when it differs):
+    a run folder carries its own tokenizer, so moving the data folder or the clone breaks nothing."""
+    dst = os.path.join(run_dir, "tokenizer.json")
+    if os.path.abspath(src) == os.path.abspath(dst):
+        return dst
+    try:
+        with open(src, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CheckpointError(f"cannot read the tokenizer {src}: {e.strerror or e}") from e
+    if not os.path.exists(dst) or open(dst, "rb").read() != data:
+        _atomic(dst, data)
+    return dst
 
 
 def save_checkpoint(run_dir, step, model, meta=None, train_state=None, keep_last=None):
     """Write model_<step>.safetensors (+ train_<step>.pt) + meta_<step>.json atomically.
 
-    meta: JSON-serialisable extras (tokenizer path, metrics, args); config and step are added.
+    meta: JSON-serialisable extras (metrics, args); config and step are added. A "tokenizer" entry
+    (a path) is copied into run_dir/tokenizer.json, and the meta then says "tokenizer.json":
+    relative to the run folder.
     train_state: any torch-serialisable dict (optimizer state, RNG states, data position).
-    keep_last: delete all but the newest keep_last checkpoints after writing.
+    keep_last: delete all but the newest keep_last checkpoints after writing (0 or None: keep all).
     """
     os.makedirs(run_dir, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP
+    full_meta = dict(meta or {}, step=step, config=model.config.to_dict())
+    if full_meta.get("tokenizer"):
+        copy_tokenizer(run_dir, full_meta["tokenizer"])
+        full_meta["tokenizer"] = "tokenizer.json"
     # tied weights share storage; safetensors refuses shared tensors, so store each tensor once
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_embeddings:
         tensors.pop("lm_head.weight", None)
-    _atomic(os.path.join(run_dir, f"model_{step}.safetensors"), lambda tmp: save_file(tensors, tmp))
+    _atomic(os.path.join(run_dir, f"model_{step}.safetensors"), safetensors_bytes(tensors))
     if train_state is not None:
-        _atomic(os.path.join(run_dir, f"train_{step}.pt"), lambda tmp: torch.save(train_state, tmp))
-    full_meta = dict(meta or {}, step=step, config=model.config.to_dict())
-    _write_json(os.path.join(run_dir, f"meta_{step}.json"), full_meta)
+        _atomic(os.path.join(run_dir, f"train_{step}.pt"), _torch_bytes(train_state))
+    _atomic(os.path.join(run_dir, f"meta_{step}.json"), _json_bytes(full_meta))
     if keep_last:
         for old in list_steps(run_dir)[:-keep_last]:
             for name in (f"meta_{old}.json", f"model_{old}.safetensors", f"train_{old}.pt"):
@@ -106,14 +153,31 @@ def load_meta(run_dir, step):
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from None
 
 
+def tokenizer_path(run_dir, meta, meta_path):
+    """Where a checkpoint's tokenizer is now: the copy in its run folder, else (checkpoints written
+    before runs carried a copy) the absolute path stored in the meta, if it still exists."""
+    stored = meta["tokenizer"]
+    own = os.path.join(run_dir, "tokenizer.json")
+    if os.path.exists(own):
+        return os.path.abspath(own)
+    if os.path.isabs(stored) and os.path.exists(stored):
+        return stored
+    raise CheckpointError(f"{meta_path}: its tokenizer is not in the run folder ({own}) nor at {stored}; "
+                          f"copy the tokenizer.json of the data folder it was trained on into {run_dir}")
+
+
 def load_checkpoint(path, step=None, device="cpu"):
-    """-> (model, meta). path: a run directory (newest complete step) or a model_<step> file."""
+    """-> (model, meta). path: a run directory (newest complete step) or a model_<step> file.
+    meta["tokenizer"], when present, is returned as a path that exists now (tokenizer_path)."""
     run_dir, step = resolve(path, step)
     meta = load_meta(run_dir, step)
+    meta_path = os.path.join(run_dir, f"meta_{step}.json")
     try:
         config = GPTConfig(**meta["config"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{os.path.join(run_dir, f'meta_{step}.json')}: bad config ({e})") from None
+        raise CheckpointError(f"{meta_path}: bad config ({e})") from None
+    if meta.get("tokenizer"):
+        meta["tokenizer"] = tokenizer_path(run_dir, meta, meta_path)
     weights = os.path.join(run_dir, f"model_{step}.safetensors")
     if not os.path.exists(weights):
         raise CheckpointError(f"{weights}: missing weights file")
@@ -121,6 +185,9 @@ def load_checkpoint(path, step=None, device="cpu"):
         state = load_file(weights)
     except Exception as e:  # safetensors raises its own error types for bad headers
         raise CheckpointError(f"{weights}: unreadable or truncated ({e})") from None
+    for name, t in state.items():  # NaN weights would load and evaluate as a silent 0% row
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{weights}: tensor {name} holds non-finite values (NaN or inf)")
     model = GPT(config)
     if config.tie_embeddings:
         state["lm_head.weight"] = state["embed_tokens.weight"]
@@ -136,23 +203,79 @@ def load_checkpoint(path, step=None, device="cpu"):
     return model.to(device), meta
 
 
+# ----------------------------------------------------------------------------
+# Training runs: the run folder, resume
+
+RUN_FILES = re.compile(r"(meta_\d+\.json(\.corrupt)?|model_\d+\.safetensors|train_\d+\.pt|.*\.tmp|"
+                       r"tokenizer\.json|log\.jsonl|episodes_\d+\.txt)")
+
+
+def prepare_run_dir(run_dir, resume=False, overwrite=False, remove=True):
+    """Create run_dir; refuse one that holds checkpoints unless --resume or --overwrite says what to
+    do with them. Otherwise a new run's checkpoints would be ranked against the old ones by step,
+    keep_last would delete the new ones, and eval / --init would pick up the old weights.
+    --overwrite deletes the old run's files (remove=False: only check, for ranks other than 0)."""
+    old = [f for f in os.listdir(run_dir) if RUN_FILES.fullmatch(f)] if os.path.isdir(run_dir) else []
+    has_checkpoints = any(f.startswith(("meta_", "model_", "train_")) for f in old)
+    if has_checkpoints and not resume and not overwrite:
+        raise CheckpointError(f"{run_dir} already holds checkpoints (steps {list_steps(run_dir)}): pass --resume "
+                              f"to continue that run, or --overwrite to delete them and start over")
+    if overwrite and remove:
+        for f in old:
+            os.remove(os.path.join(run_dir, f))
+    os.makedirs(run_dir, exist_ok=True)
+
+
 def training_state(optimizer, step):
     """What a training run needs to continue exactly: optimizer, RNG states, step."""
     return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(), "step": step}
 
 
-def resume_training(run_dir, model, optimizer):
-    """Load the newest checkpoint of run_dir into model and optimizer and restore the RNG states.
-    -> the step to continue from (0 when run_dir holds no checkpoint yet)."""
+def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
+    """Load the newest intact checkpoint of run_dir into model and optimizer and restore the RNG
+    states. -> the step to continue from (0 when run_dir holds no checkpoint yet).
+
+    A newest checkpoint that cannot be loaded (truncated, corrupt, non-finite) is skipped for the one
+    before it, saying which and why; the skipped meta files are renamed to meta_<step>.json.corrupt
+    (set_aside; nothing is deleted) so that eval and keep_last no longer count them. A checkpoint of
+    another model config is an error, not corruption: resume with the flags of the run."""
     steps = list_steps(run_dir) if os.path.isdir(run_dir) else []
     if not steps:
         return 0
-    model.load_state_dict(load_checkpoint(run_dir, steps[-1])[0].state_dict())
-    state = load_train_state(run_dir, steps[-1])
-    optimizer.load_state_dict(state["optimizer"])
+    bad = []
+    for step in reversed(steps):
+        try:
+            meta = load_meta(run_dir, step)
+        except CheckpointError as e:
+            bad.append((step, e))
+            continue
+        if meta.get("config") != model.config.to_dict():
+            raise CheckpointError(f"{run_dir}/meta_{step}.json was saved with another model config "
+                                  f"({meta.get('config')}) than this run builds ({model.config.to_dict()}); "
+                                  f"resume with the flags of that run")
+        try:
+            loaded = load_checkpoint(run_dir, step)[0]
+            state = load_train_state(run_dir, step)
+            break
+        except CheckpointError as e:
+            bad.append((step, e))
+    else:
+        raise CheckpointError(f"no intact checkpoint to resume in {run_dir}: " +
+                              "; ".join(f"step {s}: {e}" for s, e in bad))
+    for s, e in bad:
+        log(f"resume: skipping the checkpoint of step {s} ({e})")
+        if set_aside and os.path.exists(os.path.join(run_dir, f"meta_{s}.json")):
+            os.replace(os.path.join(run_dir, f"meta_{s}.json"), os.path.join(run_dir, f"meta_{s}.json.corrupt"))
+    model.load_state_dict(loaded.state_dict())
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{run_dir}/train_{step}.pt: its optimizer state does not fit this run's "
+                              f"optimizer ({e}); resume with the flags of that run") from None
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
+    log(f"resumed from {run_dir} step {state['step']}")
     return state["step"]
 
 
@@ -187,13 +310,11 @@ def export_hf(ckpt_path, out_dir):
                 tensors[name] = t.contiguous()
         else:
             tensors[f"model.{name}"] = t.contiguous()
-    _atomic(os.path.join(out_dir, "model.safetensors"),
-            lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    tok_path = meta.get("tokenizer")
+    _atomic(os.path.join(out_dir, "model.safetensors"), safetensors_bytes(tensors, metadata={"format": "pt"}))
     bos = eos = None
-    if tok_path and os.path.exists(tok_path):
-        shutil.copyfile(tok_path, os.path.join(out_dir, "tokenizer.json"))
-        with open(tok_path) as f:
+    if meta.get("tokenizer"):  # load_checkpoint found it (or raised)
+        copy_tokenizer(out_dir, meta["tokenizer"])
+        with open(meta["tokenizer"]) as f:
             added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
         bos, eos = added.get("<|bos|>"), added.get("<|end|>")
     hf_config = {
@@ -219,5 +340,31 @@ def export_hf(ckpt_path, out_dir):
     }
     if c.qk_norm:  # Qwen3 options that Llama lacks: full attention in every layer, no sliding window
         hf_config.update(use_sliding_window=False, sliding_window=None, max_window_layers=c.n_layer)
-    _write_json(os.path.join(out_dir, "config.json"), hf_config)
+    _atomic(os.path.join(out_dir, "config.json"), _json_bytes(hf_config))
     return out_dir
+
+
+# ----------------------------------------------------------------------------
+# Command line
+
+def main(argv=None):
+    """python -m nanoparl.checkpoint export CKPT OUT_DIR"""
+    p = argparse.ArgumentParser(prog="python -m nanoparl.checkpoint", description="Checkpoint tools.")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="write a Hugging Face transformers folder (LlamaForCausalLM, or "
+                                      "Qwen3ForCausalLM with qk_norm): config.json, model.safetensors, tokenizer.json")
+    e.add_argument("ckpt", help="a run directory (its newest step) or a model_<step>.safetensors file")
+    e.add_argument("out_dir", help="the folder to write (created if needed)")
+    e.add_argument("--step", type=int, default=None, help="export this step of a run directory")
+    args = p.parse_args(argv)
+    try:
+        run_dir, step = resolve(args.ckpt, args.step)
+        out = export_hf(os.path.join(run_dir, f"model_{step}.safetensors"), args.out_dir)
+    except (CheckpointError, OSError) as err:
+        sys.exit(f"error: {err}")
+    print(f"exported {run_dir} step {step} to {out}: {', '.join(sorted(os.listdir(out)))}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
-"""Shared plumbing: presets, device and dtype, seeding, torch.distributed, logging.
+"""Shared plumbing: presets, device and dtype, threads, seeding, torch.distributed, logging, and the
+pieces that make a script fail in one clear line (flag checks, Ctrl-C between steps, run_cli).
 
 Every script picks a preset with `--preset micro|cpu|gpu`; PRESETS below is the one place
 where their numbers live. Individual command-line flags override single entries.
@@ -8,11 +9,16 @@ import contextlib
 import json
 import os
 import random
+import signal
+import sys
+import threading
 import time
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from nanoparl.checkpoint import CheckpointError
 
 # ----------------------------------------------------------------------------
 # Presets: one dict per preset, one section per stage. Later stages add their sections here.
@@ -93,6 +99,35 @@ def default_preset():
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def add_threads_flag(parser):
+    """--threads for every script, default $THREADS when set, else torch's own default.
+
+    torch's default (one thread per physical core, or $OMP_NUM_THREADS) is the fastest on an idle
+    machine, so it stays the default. On a busy one it is a trap: threads that wait for each other
+    on shared cores are slower than one thread (run.sh on the micro preset, measured while another job
+    used the cores: 654 s with 2 threads, 74 s with 1). THREADS=1 bash run.sh passes --threads 1 to
+    every stage."""
+    env = os.environ.get("THREADS", "")
+    if env and not (env.isdigit() and int(env) > 0):
+        raise SystemExit(f"error: THREADS={env!r} must be a positive integer (or unset)")
+    default = int(env) if env else None
+    now = f"$THREADS = {default}" if default else f"$THREADS is unset: torch's default, {torch.get_num_threads()} here"
+    parser.add_argument("--threads", type=int, default=default,
+                        help=f"CPU threads for torch and the tokenizer (default: $THREADS if set, else torch's "
+                             f"default, one per core; now {now}); 1 is faster on a machine other jobs use")
+
+
+def set_threads(n):
+    """Apply --threads (None: leave torch's default). Also caps the thread pool of the Rust
+    tokenizers library, which reads RAYON_NUM_THREADS when it first runs."""
+    if n is None:
+        return
+    if n < 1:
+        raise SystemExit(f"error: --threads must be at least 1 (got {n})")
+    torch.set_num_threads(n)
+    os.environ["RAYON_NUM_THREADS"] = str(n)
+
+
 # ----------------------------------------------------------------------------
 # Device and precision
 
@@ -142,6 +177,74 @@ def is_rank0():
 def cleanup_distributed():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check_settings(hp, positive=(), non_negative=()):
+    """Settings (flags over the preset) that would fail deep inside a run, or never stop, end here
+    in one line: --eval-every 0 is a ZeroDivisionError at step 0, --max-steps -1 a loop that never
+    reaches its last step."""
+    for keys, low in ((positive, 1), (non_negative, 0)):
+        for key in keys:
+            if hp[key] is None or hp[key] < low:
+                raise SystemExit(f"error: --{key.replace('_', '-')} must be at least {low} (got {hp[key]})")
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM during training asks the loop to stop at the next step boundary,
+    where weights, optimizer and RNG are consistent, so the loop can save a checkpoint there and
+    --resume continues exactly. A second signal stops at once (KeyboardInterrupt), saving nothing.
+
+        with StopOnSignal() as stop:
+            while ...:
+                if stop.requested():   # every rank calls it at the same point
+                    save; exit 130
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.flag, self.old = False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
+            self.old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+
+    def _handler(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        # os.write, not print: print inside a handler can land in the middle of another print
+        os.write(2, f"\n{signal.Signals(signum).name}: saving a checkpoint after this step, then stopping "
+                    f"(again to stop now, without saving)\n".encode())
+
+    def requested(self):
+        """True on every rank when any rank got a signal (an all-reduce under torchrun)."""
+        if not dist.is_initialized():
+            return self.flag
+        flag = torch.tensor([float(self.flag)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def run_cli(main):
+    """Run a script's main() so that a bad input (a missing or malformed file, a corrupt or
+    mismatched checkpoint, a full disk) ends in one line `error: ...` and exit status 1, and Ctrl-C
+    outside the training loop in `interrupted` and 130, instead of a traceback. Other exceptions
+    (bugs) keep their traceback."""
+    try:
+        main()
+    except (CheckpointError, OSError, ValueError) as e:
+        cleanup_distributed()
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        cleanup_distributed()
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def log0(*args, **kwargs):
