@@ -14,14 +14,35 @@ apis_services.py; this file holds the file system, math, and the registry.
 
 import copy
 import inspect
+import math
 
 from nanoparl.apis_services import API, AIRPORTS, MessageAPI, TicketAPI, TradingBot, TravelAPI, _err  # noqa: F401
 
 # ----------------------------------------------------------------------------
 # File system. State: `root`, nested dicts (dict = folder, str = file content).
 
+# Size limits. Legal calls could otherwise grow the tree without bound: `cp` a folder next to
+# itself, `mv` the copy into it, repeat, and the folder doubles with every pair of calls (a few
+# steps reach gigabytes). The limits are far above any generated task (at most ~30 entries,
+# ~1,600 characters, depth 4); a call that would cross one returns an error and changes nothing.
+MAX_FS_ENTRIES = 2000     # files and folders in the whole tree
+MAX_FS_CHARS = 200_000    # characters of file content in the whole tree
+MAX_FS_DEPTH = 16         # folder levels below /workspace (a file in /workspace/a/b is at depth 3)
+
+
+def _usage(node):
+    """(entries, characters, depth) of a file (str) or folder (dict); a file has depth 1."""
+    if isinstance(node, str):
+        return 1, len(node), 1
+    entries, chars, depth = 1, 0, 1
+    for child in node.values():
+        e, c, d = _usage(child)
+        entries, chars, depth = entries + e, chars + c, max(depth, 1 + d)
+    return entries, chars, depth
+
+
 class GorillaFileSystem(API):
-    """An in-memory file system rooted at /workspace."""
+    """An in-memory file system rooted at /workspace, with size limits (MAX_FS_*)."""
 
     _defaults = {"root": {}}
     _read_only = ("pwd", "ls", "cat", "grep", "wc", "sort", "tail")
@@ -29,6 +50,21 @@ class GorillaFileSystem(API):
     def _load_scenario(self, config):
         super()._load_scenario(config)
         self._cwd = []  # private, as in BFCL: where you stand is not compared, what you change is
+        error = self._over_limit(depth=_usage(self.root)[2] - 1)
+        if error:
+            raise ValueError(f"GorillaFileSystem: initial tree too big: {error['error']}")
+
+    def _over_limit(self, entries=0, chars=0, depth=0):
+        """An error if the tree grown by `entries` and `chars`, with something new reaching `depth`
+        levels below /workspace, would cross a limit; None if the change fits."""
+        total_entries, total_chars, _ = _usage(self.root)  # counts the root itself as one entry
+        if total_entries - 1 + entries > MAX_FS_ENTRIES:
+            return _err(f"file system full: more than {MAX_FS_ENTRIES} files and folders")
+        if total_chars + chars > MAX_FS_CHARS:
+            return _err(f"file system full: more than {MAX_FS_CHARS} characters of content")
+        if depth > MAX_FS_DEPTH:
+            return _err(f"folders nested deeper than {MAX_FS_DEPTH} levels")
+        return None
 
     def _dir(self):
         node = self.root
@@ -89,6 +125,9 @@ class GorillaFileSystem(API):
             return bad
         if dir_name in self._dir():
             return _err(f"{dir_name} already exists")
+        full = self._over_limit(entries=1, depth=len(self._cwd) + 1)
+        if full:
+            return full
         self._dir()[dir_name] = {}
         return {}
 
@@ -99,6 +138,9 @@ class GorillaFileSystem(API):
             return bad
         if file_name in self._dir():
             return _err(f"{file_name} already exists")
+        full = self._over_limit(entries=1, depth=len(self._cwd) + 1)
+        if full:
+            return full
         self._dir()[file_name] = ""
         return {}
 
@@ -109,8 +151,13 @@ class GorillaFileSystem(API):
         bad = self._bad_name(file_name)
         if bad:
             return bad
-        if isinstance(self._dir().get(file_name), dict):
+        old = self._dir().get(file_name)
+        if isinstance(old, dict):
             return _err(f"{file_name} is a directory")
+        full = self._over_limit(entries=int(old is None), chars=len(content) - len(old or ""),
+                                depth=len(self._cwd) + 1)
+        if full:
+            return full
         self._dir()[file_name] = content
         return {}
 
@@ -134,11 +181,17 @@ class GorillaFileSystem(API):
         bad = self._bad_name(destination)
         if bad:
             return bad
-        target, name = here, destination
+        target, name, level = here, destination, len(self._cwd)
         if isinstance(here.get(destination), dict):  # into an existing folder, same name
-            target, name = here[destination], source
+            target, name, level = here[destination], source, level + 1
         if name in target or destination == source:
             return _err(f"{destination} already exists")
+        # a copy adds entries and content; a move only changes how deep its subtree sits
+        entries, chars, depth = _usage(here[source])
+        full = (self._over_limit(entries, chars, level + depth) if keep_source
+                else self._over_limit(depth=level + depth))
+        if full:
+            return full
         target[name] = copy.deepcopy(here[source]) if keep_source else here.pop(source)
         return {}
 
@@ -193,35 +246,43 @@ def _numbers(values):
     return values
 
 
+def _finite(x):
+    """The result dict, or an error when the number overflowed: Infinity and NaN are not JSON."""
+    if not math.isfinite(x):
+        return _err("result is not a finite number")
+    return {"result": round(x, 4)}
+
+
 class MathAPI(API):
-    """Arithmetic helpers. Results are rounded to 4 decimals to keep outputs short."""
+    """Arithmetic helpers. Results are rounded to 4 decimals to keep outputs short; a result too
+    large for a float (multiply(a=1e308, b=10)) is an error, not Infinity."""
 
     _read_only = ("add", "subtract", "multiply", "divide", "mean", "max_value")
 
     def add(self, a: float, b: float):
         """Add two numbers: a + b."""
-        return {"result": round(a + b, 4)}
+        return _finite(a + b)
 
     def subtract(self, a: float, b: float):
         """Subtract b from a: a - b."""
-        return {"result": round(a - b, 4)}
+        return _finite(a - b)
 
     def multiply(self, a: float, b: float):
         """Multiply two numbers: a * b."""
-        return {"result": round(a * b, 4)}
+        return _finite(a * b)
 
     def divide(self, a: float, b: float):
         """Divide a by b: a / b."""
         if b == 0:
             return _err("division by zero")
-        return {"result": round(a / b, 4)}
+        return _finite(a / b)
 
     def mean(self, numbers: list):
         """Average of a list of numbers."""
         numbers = _numbers(numbers)
         if numbers is None:
             return _err("numbers must be a non-empty list of numbers")
-        return {"result": round(sum(numbers) / len(numbers), 4)}
+        return _finite(sum(numbers) / len(numbers))
 
     def max_value(self, numbers: list):
         """Largest of a list of numbers."""

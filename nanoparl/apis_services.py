@@ -7,8 +7,20 @@ import datetime
 import zlib
 
 
+# Limits on state that legal calls can grow: a model looping on create_ticket or send_message must
+# not grow the state (and the checker's copies of it) without bound. Generated tasks stay far below
+# (at most ~20 tickets, orders, messages... and balances of ~30,000).
+MAX_ITEMS = 500         # tickets, orders, messages, contacts, credit cards, bookings
+MAX_AMOUNT = 1e9        # one payment into an account, one share price: keeps every sum finite
+
+
 def _err(message):
     return {"error": message}
+
+
+def _full(items, what):
+    """An error when a growing list or dict already holds MAX_ITEMS entries, else None."""
+    return _err(f"too many {what} (at most {MAX_ITEMS})") if len(items) >= MAX_ITEMS else None
 
 
 # ----------------------------------------------------------------------------
@@ -78,7 +90,7 @@ class TicketAPI(API):
 
     def create_ticket(self, title: str, description: str = "", priority: int = 1):
         """Create a ticket (priority 1-5); returns its id."""
-        error = _login_required(self.current_user, "the ticket system")
+        error = _login_required(self.current_user, "the ticket system") or _full(self.ticket_queue, "tickets")
         if error:
             return error
         if not 1 <= priority <= 5:
@@ -192,7 +204,7 @@ class TradingBot(API):
 
     def place_order(self, order_type: str, symbol: str, price: float, amount: int):
         """Place a 'Buy' or 'Sell' order; a buy reserves price * amount from the balance."""
-        error = _login_required(self.authenticated, "the trading account")
+        error = _login_required(self.authenticated, "the trading account") or _full(self.orders, "orders")
         if error:
             return error
         if order_type not in ("Buy", "Sell"):
@@ -201,6 +213,8 @@ class TradingBot(API):
             return _err(f"unknown symbol {symbol!r}")
         if price <= 0 or amount <= 0:
             return _err("price and amount must be positive")
+        if price > MAX_AMOUNT:
+            return _err(f"price above the limit of {MAX_AMOUNT:g}")
         cost = round(price * amount, 2)
         if order_type == "Buy":
             if cost > self.balance:
@@ -235,6 +249,8 @@ class TradingBot(API):
             return error
         if amount <= 0:
             return _err("amount must be positive")
+        if amount > MAX_AMOUNT:
+            return _err(f"amount above the limit of {MAX_AMOUNT:g}")
         self.balance = round(self.balance + amount, 2)
         return {"balance": self.balance}
 
@@ -333,7 +349,7 @@ class TravelAPI(API):
     def register_credit_card(self, card_number: str, expiration_date: str, cardholder_name: str,
                              card_verification_number: int):
         """Store a credit card (expiration MM/YYYY); returns its card_id."""
-        error = _login_required(self.authenticated, "the travel service")
+        error = _login_required(self.authenticated, "the travel service") or _full(self.credit_cards, "credit cards")
         if error:
             return error
         if len(card_number) != 16 or not card_number.isdigit():
@@ -351,7 +367,8 @@ class TravelAPI(API):
                     travel_class: str):
         """Book a flight paid with a stored card; returns the booking_id."""
         error = (_login_required(self.authenticated, "the travel service")
-                 or self._check_trip(travel_from, travel_to, travel_date, travel_class))
+                 or self._check_trip(travel_from, travel_to, travel_date, travel_class)
+                 or _full(self.bookings, "bookings"))
         if error:
             return error
         if card_id not in self.credit_cards:
@@ -430,7 +447,7 @@ class MessageAPI(API):
 
     def add_contact(self, user_name: str):
         """Add a user to your contacts (unknown users get a new id)."""
-        error = _login_required(self.current_user, "the messaging app")
+        error = _login_required(self.current_user, "the messaging app") or _full(self.contacts, "contacts")
         if error:
             return error
         if user_name in self.contacts:
@@ -442,7 +459,7 @@ class MessageAPI(API):
 
     def send_message(self, receiver_id: str, message: str):
         """Send a message to a user_id."""
-        error = _login_required(self.current_user, "the messaging app")
+        error = _login_required(self.current_user, "the messaging app") or _full(self.messages_sent, "messages")
         if error:
             return error
         if receiver_id not in self.user_map.values():

@@ -12,8 +12,10 @@ Result strings (what the model sees as tool output), one per call:
 
 import ast
 import inspect
+import io
 import json
 import math
+import tokenize
 import warnings
 from collections import Counter
 
@@ -24,7 +26,7 @@ MAX_CALLS = 8        # calls in one call list
 MAX_DEPTH = 4        # nesting of a literal argument ([[1]] has depth 2)
 MAX_NODES = 200      # literal elements in one call list
 MAX_STR = 500        # characters in one string literal
-MAX_BRACKETS = 16    # bracket nesting in the raw text, checked before the parser sees it
+MAX_BRACKETS = 16    # bracket nesting (outside strings) in the raw text, checked before ast.parse
 MAX_STEPS = 20       # BFCL: more assistant steps than this in one user turn fails the turn
 
 
@@ -91,6 +93,30 @@ def _call(node, budget):
     return name, kwargs
 
 
+def _bracket_depth(text):
+    """Deepest bracket nesting of the text, brackets inside string literals not counted.
+
+    A guard run before ast.parse, so the parser never sees pathological nesting. We use the tokenizer
+    (a loop, no recursion) because it knows Python's string rules: `echo(content='((((')` has
+    depth 1, eight `max_value(numbers=[1, 2])` in one list have depth 3. Text the tokenizer cannot
+    read is left to ast.parse, which refuses it with a proper message."""
+    depth = deepest = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type != tokenize.OP:
+                continue
+            if tok.string in ("(", "[", "{"):
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > MAX_BRACKETS:
+                    break  # no need to read on
+            elif tok.string in (")", "]", "}"):
+                depth -= 1
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        pass
+    return deepest
+
+
 def parse_calls(text):
     """'[f(a=1), g(b="x")]' or 'f(a=1)' -> [('f', {'a': 1}), ('g', {'b': 'x'})]; else ParseError."""
     if not isinstance(text, str):
@@ -100,11 +126,10 @@ def parse_calls(text):
         raise ParseError("empty call text")
     if len(text) > MAX_TEXT:
         raise ParseError(f"call text longer than {MAX_TEXT} characters")
-    depth = 0
-    for ch in text:  # cheap guard so the parser never sees pathological nesting
-        depth += ch in "([{"
-        if depth > MAX_BRACKETS:
-            raise ParseError("brackets nested too deeply")
+    # the count of all opening brackets bounds the depth from above: only above the limit (rare)
+    # does the exact depth need the tokenizer
+    if sum(map(text.count, "([{")) > MAX_BRACKETS and _bracket_depth(text) > MAX_BRACKETS:
+        raise ParseError(f"brackets nested deeper than {MAX_BRACKETS}")
     try:
         with warnings.catch_warnings():  # e.g. invalid escapes in model text: not our console's business
             warnings.simplefilter("ignore")
@@ -145,12 +170,20 @@ class ToolEnv:
 
     excluded_functions are held out (the miss_func category) until add_functions() makes them
     available. n_calls / n_errors count executed calls and those whose result is an error
-    (a text that does not parse counts as one errored call)."""
+    (a text that does not parse counts as one errored call).
+
+    An exception inside a tool is a bug in the tool, not a model mistake. By default it becomes an
+    'Error: ...' result, so one bug cannot end a long RL run; with `strict` (tests switch it on)
+    it is raised, so tests see it."""
+
+    strict = False
 
     def __init__(self, involved_classes, initial_config=None, excluded_functions=()):
         initial_config = initial_config or {}
         self.instances = {}
         for name in involved_classes:
+            if name not in CLASSES:
+                raise ValueError(f"unknown API class {name!r} (known: {', '.join(CLASSES)})")
             instance = CLASSES[name]()
             instance._load_scenario(initial_config.get(name, {}))
             self.instances[name] = instance
@@ -163,7 +196,10 @@ class ToolEnv:
     def for_task(cls, task):
         """A fresh environment for a task, with all its missed functions held out."""
         held = [f for names in task.get("missed_function", {}).values() for f in names]
-        return cls(task["involved_classes"], task["initial_config"], held)
+        try:
+            return cls(task["involved_classes"], task["initial_config"], held)
+        except ValueError as e:  # a bad class name or config: say which task
+            raise ValueError(f"task {task.get('id')!r}: {e}") from None
 
     def add_functions(self, names):
         self.excluded -= set(names)
@@ -201,12 +237,15 @@ class ToolEnv:
             args[key] = float(value) if p.annotation is float and value is not None else value
         try:
             result = method(**args)
-            text = json.dumps(result)  # also proves the result is JSON-serialisable
+            # allow_nan=False: Infinity and NaN are not JSON; a tool must turn them into an error itself
+            value = json.loads(json.dumps(result, allow_nan=False))
         except Exception as e:  # a bug in a tool must not take the episode down
+            if self.strict:
+                raise
             return False, f"{name}() failed: {type(e).__name__}"
-        if isinstance(result, dict) and "error" in result:
-            return False, str(result["error"])
-        return True, json.loads(text)
+        if isinstance(value, dict) and "error" in value:
+            return False, str(value["error"])
+        return True, value
 
     def call(self, name, kwargs):
         """Execute one parsed call -> its result string."""
@@ -218,22 +257,55 @@ class ToolEnv:
         return json.dumps(value)
 
     def execute(self, call_text):
-        """Model text -> one result string per call, or a single 'Error: ...'. Never raises."""
+        """Model text -> one result string per call, or a single 'Error: ...'. Never raises
+        (unless `strict`, on a bug)."""
         try:
             calls = parse_calls(call_text)
         except ParseError as e:
             self.n_calls += 1
             self.n_errors += 1
             return [f"Error: {e}"]
-        except Exception as e:  # belt and braces: the environment never raises
+        except Exception as e:  # a bug in the parser: same policy as a bug in a tool
+            if self.strict:
+                raise
             self.n_calls += 1
             self.n_errors += 1
             return [f"Error: could not parse the calls ({type(e).__name__})"]
-        return [self.call(name, kwargs) for name, kwargs in calls]
+        results = []
+        for name, kwargs in calls:
+            try:
+                results.append(self.call(name, kwargs))
+            except Exception as e:  # run() catches tool bugs; this is the last line of defence
+                if self.strict:
+                    raise
+                self.n_errors += 1
+                results.append(f"Error: {name}() failed: {type(e).__name__}")
+        return results
 
 
 # ----------------------------------------------------------------------------
 # Checker (BFCL v3 multi-turn semantics)
+
+def parse_ground_truth(task):
+    """task -> one list of parsed calls per turn. A ground-truth call that does not parse, or that
+    names a function outside the task's classes, is a broken task: ValueError naming the task, the
+    turn and the call (model text, by contrast, never raises)."""
+    known = set(function_names([c for c in task["involved_classes"] if c in CLASSES]))
+    turns = []
+    for k, calls in enumerate(task["ground_truth"]):
+        parsed = []
+        for call in calls:
+            try:
+                parsed += parse_calls(call)
+            except ParseError as e:
+                raise ValueError(f"task {task.get('id')!r}, turn {k}: ground-truth call {call!r}: {e}") from None
+            unknown = [name for name, _ in parsed if name not in known]
+            if unknown:
+                raise ValueError(f"task {task.get('id')!r}, turn {k}: ground-truth call {call!r} uses "
+                                 f"{unknown[0]!r}, which no class of the task has")
+        turns.append(parsed)
+    return turns
+
 
 def check(task, model_turns):
     """Compare what the model did with the ground truth, turn by turn.
@@ -243,6 +315,7 @@ def check(task, model_turns):
     reason of the first failed turn: force_terminated, unexpected_call, empty_turn,
     state_mismatch or response_mismatch (checked in that order)."""
     model_env, truth_env = ToolEnv.for_task(task), ToolEnv.for_task(task)
+    truth = parse_ground_truth(task)
     missed = task.get("missed_function", {})
     model_results = Counter()  # all model results so far: BFCL allows an answer from any turn
     turns, error_type, failed_turn = [], None, None
@@ -257,7 +330,7 @@ def check(task, model_turns):
         else:
             for text in steps:
                 model_results.update(model_env.execute(text))
-        truth_results = Counter(r for call in truth_calls for r in truth_env.execute(call))
+        truth_results = Counter(truth_env.call(name, kwargs) for name, kwargs in truth[k])
         if reason is None:
             if not truth_calls:
                 reason = "unexpected_call" if steps else None

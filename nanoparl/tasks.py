@@ -28,7 +28,7 @@ import random
 from collections import Counter
 
 from nanoparl.apis import FUNCTION_CLASS, READ_ONLY
-from nanoparl.env import ToolEnv, format_call
+from nanoparl.env import ToolEnv, format_call, parse_ground_truth
 from nanoparl.intents_files import DOMAINS as _FILE_DOMAINS
 from nanoparl.intents_services import DOMAINS as _SERVICE_DOMAINS
 
@@ -269,7 +269,9 @@ def save_tasks(path, tasks):
 
 
 def load_tasks(path):
-    """Read a JSONL task file; a bad line raises ValueError naming file:line."""
+    """Read a JSONL task file; a bad line raises ValueError naming file:line and the task id
+    (bad JSON, missing fields, an unknown class or config key, a ground-truth call that does not
+    parse), so a broken file fails here and not deep inside a training run."""
     tasks = []
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -283,8 +285,16 @@ def load_tasks(path):
                                    "ground_truth") if not isinstance(task, dict) or k not in task]
             if missing:
                 raise ValueError(f"{path}:{lineno}: task is missing {missing}")
-            if len(task["question"]) != len(task["ground_truth"]):
-                raise ValueError(f"{path}:{lineno}: question and ground_truth differ in length")
+            if not (isinstance(task["question"], list) and isinstance(task["ground_truth"], list)
+                    and len(task["question"]) == len(task["ground_truth"])):
+                raise ValueError(f"{path}:{lineno}: question and ground_truth must be lists of the same length")
             task.setdefault("missed_function", {})
+            if not isinstance(task["missed_function"], dict):
+                raise ValueError(f"{path}:{lineno}: missed_function must map turn numbers to function names")
+            try:
+                ToolEnv.for_task(task)  # known classes, config keys they accept
+                parse_ground_truth(task)
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: {e}") from None
             tasks.append(task)
     return tasks

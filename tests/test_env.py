@@ -9,6 +9,14 @@ import pytest
 from nanoparl.apis import CLASSES, FUNCTION_DOCS, function_signatures, public_methods
 from nanoparl.env import ParseError, ScriptedUser, ToolEnv, check, format_call, parse_calls
 
+@pytest.fixture(autouse=True, scope="module")
+def strict_env():
+    """Tool exceptions are bugs: here they must raise, not hide behind an Error result."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ToolEnv, "strict", True)
+        yield
+
+
 # ----------------------------------------------------------------------------
 # APIs
 
@@ -93,6 +101,9 @@ def test_exception_inside_a_tool_is_an_error_result(monkeypatch):
         raise RuntimeError("bug")
     monkeypatch.setattr(CLASSES["GorillaFileSystem"], "pwd", boom)
     env = ToolEnv(["GorillaFileSystem"], {})
+    with pytest.raises(RuntimeError):  # strict (tests): the bug is visible
+        env.execute("pwd()")
+    monkeypatch.setattr(ToolEnv, "strict", False)  # the default: the episode goes on
     assert env.execute("pwd()") == ["Error: pwd() failed: RuntimeError"]
 
 

@@ -17,6 +17,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(DEFAULT_SETTINGS, long_output_chars=2700)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def strict_env():
+    """Tool exceptions are bugs: here they must raise, not hide behind an Error result."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ToolEnv, "strict", True)
+        yield
+
+
 @pytest.fixture(scope="module")
 def splits():
     """Two seeds, all classes and categories, up to 6 turns."""
