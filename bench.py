@@ -8,10 +8,13 @@ run on one device, so that a noisy shared machine affects both sides alike.
 """
 
 import argparse
+import os
+import tempfile
 import time
 
 import torch
 
+from nanoparl.checkpoint import export_hf, save_checkpoint
 from nanoparl.common import (add_threads_flag, autocast, default_preset, get_device, get_preset, seed_everything,
                              set_threads)
 from nanoparl.engine import Engine, sample
@@ -130,6 +133,85 @@ def bench_decode(args, device):
     print(f"  naive decode: {naive_tok_s:,.0f} tok/s ({naive_sec * 1000 / naive_steps:.0f} ms/step)")
     print(f"  engine / naive: {engine_tok_s / naive_tok_s:.1f}x")
     print(f"  kv cache: {engine.cache.nbytes() / 2**20:.1f} MiB")
+
+
+# ----------------------------------------------------------------------------
+# Section: the engine vs transformers' generate on the same weights (optional extra)
+
+def bench_transformers(args, device):
+    """The engine beside Hugging Face transformers' `generate` in one process: the same random-init
+    weights (exported with checkpoint.export_hf: Qwen3ForCausalLM when the preset uses qk_norm,
+    else LlamaForCausalLM), the same 32 prompts of 448 tokens, 64 new tokens, greedy, no stop
+    token (both produce all 64), KV cache on both sides (transformers' default cache), fp32 on CPU
+    (bf16 on CUDA: the engine's autocast, transformers' weights), the same threads.
+
+    end to end = prefill + 64 new tokens; prefill = the same with 1 new token (no decode step on
+    either side); decode = (end to end - prefill) / 63, the same arithmetic for both. The engine
+    appends the prompts with logprobs=False, the same work as `generate` (logits at the last
+    prompt position only); the line after shows it with every prompt token's log-prob recorded,
+    which is what the RL rollouts do. Runs alternate between the two sides (median of 3 each after
+    a warm-up of each), so that a noisy shared machine slows both alike.
+    """
+    try:
+        import transformers
+    except ImportError:
+        print("transformers: skipped; it is an optional extra: pip install transformers, then "
+              "python bench.py --only transformers")
+        return
+    model = build_model(args.preset, device).eval()
+    B, prompt_len, new = 32, 448, 64
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(tmp, 0, model)
+        hf_dir = export_hf(os.path.join(tmp, "model_0.safetensors"), os.path.join(tmp, "hf"))
+        hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype).to(device).eval()
+    prompts = torch.randint(0, model.config.vocab_size, (B, prompt_len), device=device)
+    prompt_lists = prompts.tolist()
+    engine = Engine(model, batch_size=B, max_len=prompt_len + new, device=device)
+
+    def run_engine(n, logprobs=False):
+        engine.reset(range(B))
+        engine.append(range(B), prompt_lists, logprobs=logprobs)
+        out, _ = engine.generate(range(B), n, temperature=0)
+        return out
+
+    @torch.no_grad()
+    def run_hf(n):
+        out = hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=n, min_new_tokens=n,
+                          do_sample=False, use_cache=True, pad_token_id=0, eos_token_id=None)
+        return out[:, prompt_len:].tolist()
+
+    def seconds(fn, *a):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn(*a)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, out
+
+    runs = {key: [] for key in ("engine", "hf", "engine1", "hf1", "engine_lp")}
+    outs = {}
+    for i in range(4):  # the first round is the warm-up
+        for key, fn, n in (("engine", run_engine, new), ("hf", run_hf, new), ("engine1", run_engine, 1),
+                           ("hf1", run_hf, 1)):
+            sec, outs[key] = seconds(fn, n)
+            runs[key].append(sec)
+        runs["engine_lp"].append(seconds(run_engine, new, True)[0])
+    assert all(len(o) == new for o in outs["engine"] + outs["hf"])
+    same = sum(a == b for ra, rb in zip(outs["engine"], outs["hf"]) for a, b in zip(ra, rb)) / (B * new)
+    med = {key: sorted(times[1:])[1] for key, times in runs.items()}
+    dec = {side: (med[side] - med[side + "1"]) / (new - 1) for side in ("engine", "hf")}
+    print(f"transformers[{args.preset}]: {type(hf).__name__} {transformers.__version__} "
+          f"(attn {hf.config._attn_implementation}), batch {B}, prompt {prompt_len} + {new} new tokens, "
+          f"greedy, {str(dtype).replace('torch.', '')}; greedy tokens agree on {100 * same:.1f}%")
+    for side, name in (("engine", "engine"), ("hf", "transformers generate")):
+        print(f"  {name}: end to end {B * new / med[side]:,.0f} new tok/s ({med[side]:.2f} s), prefill "
+              f"{med[side + '1']:.2f} s, decode {B / dec[side]:,.0f} tok/s ({dec[side] * 1000:.1f} ms/step)")
+    print(f"  engine / transformers: end to end {med['hf'] / med['engine']:.2f}x, decode "
+          f"{dec['hf'] / dec['engine']:.2f}x, prefill {med['hf1'] / med['engine1']:.2f}x")
+    print(f"  engine recording every prompt token's log-prob (as RL does): end to end {med['engine_lp']:.2f} s "
+          f"-> {med['hf'] / med['engine_lp']:.2f}x transformers")
 
 
 # ----------------------------------------------------------------------------
@@ -356,6 +438,7 @@ def bench_memory(args, device):
 SECTIONS = {
     "model": bench_model,
     "decode": bench_decode,
+    "transformers": bench_transformers,
     "sampler": bench_sampler,
     "rollout": bench_rollout,
     "memory": bench_memory,

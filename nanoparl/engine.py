@@ -6,13 +6,15 @@ exponential race) and returns each token's log-prob under the raw and the proces
 Engine holds B rows of one KVCache. Each row is an independent, growing conversation:
 - append(rows, token_lists): forced tokens (prompt, tool output, user turn), one batched forward,
   the prefix is never recomputed;
-- generate(rows, ...): decode the rows together, one T=1 forward per step over the still-live rows;
+- generate(rows, ...): decode the rows together, one T=1 forward per step over the rows that go on;
 - fork(src, dst_rows): copy a prefilled prompt into the other rows of a GRPO group;
 - reset(rows): empty rows, e.g. when the awareness policy rebuilds a context at a user turn.
 
-Invariant between calls: every recorded token of a row is in the cache (length(row) ==
-len(tokens(row))) and engine.logits[row] predicts the row's next token. That is why generate()
-feeds the stop token too: the next append continues right after it.
+Invariant between calls: length(row) == len(tokens(row)); the cache holds every recorded token
+of a row but at most one, the last token generate() sampled (nothing reads its logits until the
+row goes on, and a rollout that ends there never needs them); engine.logits[row] predicts the
+first recorded token that is not in the cache yet. append() and generate() feed that pending token
+first, in the same forward as the new tokens: a row continues exactly as if it had been fed.
 
 Recorded per row (Python lists, one entry per token, in order):
     tokens        token ids
@@ -41,7 +43,8 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     E_i ~ Exp(1), which picks i with probability p_i (the first arrival among independent Poisson
     clocks of rates p_i; the same thing as the Gumbel-max trick). With top-k or top-p the race
     runs over the sorted candidates only (k of them with top-k), which is also what makes it cheap.
-    temperature 0 is greedy argmax, and logprob_proc is 0 there.
+    temperature 0 is greedy argmax, and logprob_proc is 0 there. top_k None or 0 and top_p None or
+    1.0 mean no truncation (the usual meaning of 0 for top-k in other samplers).
     generator: a torch.Generator on logits' device, for reproducible draws.
     """
     logits = logits.float()
@@ -52,7 +55,9 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     x = logits / temperature if temperature != 1.0 else logits  # (B, V)
     use_p = top_p is not None and top_p < 1.0
     order = None  # candidate j of a row is token order[:, j]
-    if top_k is not None and top_k < x.size(-1):
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 or None: off), got {top_k}")
+    if top_k and top_k < x.size(-1):
         x, order = torch.topk(x, top_k, dim=-1)  # (B, k), sorted descending
     elif use_p:
         x, order = torch.sort(x, dim=-1, descending=True)
@@ -102,7 +107,8 @@ class Engine:
         self.cache = KVCache(model.config, batch_size, max_len, device=self.device, dtype=cache_dtype)
         self.batch_size, self.max_len, self.prefill_chunk = batch_size, max_len, prefill_chunk
         self.logits = torch.zeros(batch_size, model.config.vocab_size, device=self.device)  # (B, V)
-        self._len = [0] * batch_size  # host copy of cache.lengths: no device sync to read it
+        self._len = [0] * batch_size  # recorded tokens per row
+        self._cached = [0] * batch_size  # tokens in the cache: host copy of cache.lengths (no sync)
         self._tokens = [[] for _ in range(batch_size)]
         self._mask = [[] for _ in range(batch_size)]
         self._logprob = [[] for _ in range(batch_size)]
@@ -133,13 +139,13 @@ class Engine:
 
     # ---- cache operations
 
-    def _forward(self, idx, rows):
-        # rows=None lets the model read the cache through views (no gather) when all rows take part
+    def _forward(self, idx, rows, last=None):
+        # rows=None lets the model read the cache through slices (no gather) when all rows take part;
+        # last is passed only when given, so a model subclass without it still decodes
         with autocast(self.device):
-            return self.model(idx, cache=self.cache, rows=rows)
-
-    def _rows_arg(self, rows, rows_dev):
-        return None if rows == self._all_rows else rows_dev
+            if last is None:
+                return self.model(idx, cache=self.cache, rows=rows)
+            return self.model(idx, cache=self.cache, rows=rows, last=last)
 
     def _check_rows(self, rows):
         rows = [int(r) for r in rows]
@@ -147,46 +153,70 @@ class Engine:
             raise ValueError(f"rows must be distinct indices in [0, {self.batch_size}): {rows}")
         return rows
 
+    def _feed(self, rows, logprobs):
+        """Run each row's recorded tokens that are not in the cache yet (its pending sampled token,
+        then forced ones) through the model, in right-padded batched forwards; engine.logits then
+        holds each row's next-token logits. logprobs: also fill in the raw log-prob of every forced
+        token fed (this needs the logits at every position; without it, the last position only)."""
+        todo = [(r, self._cached[r]) for r in rows if self._cached[r] < self._len[r]]
+        while todo:
+            # padded positions must stay inside the cache too: T <= the cache room of every row
+            T = min(self.prefill_chunk, max(self._len[r] - c for r, c in todo),
+                    min(self.max_len - c for r, c in todo))
+            n_real = [min(self._len[r] - c, T) for r, c in todo]
+            idx = torch.tensor([self._tokens[r][c:c + k] + [0] * (T - k) for (r, c), k in zip(todo, n_real)],
+                               dtype=torch.long, device=self.device)  # (N, T)
+            rows_now = [r for r, _ in todo]
+            rows_dev = torch.tensor(rows_now, device=self.device)
+            k_dev = torch.tensor(n_real, device=self.device)
+            rows_arg = None if rows_now == self._all_rows else rows_dev
+            if logprobs:
+                logits = self._forward(idx, rows_arg)  # (N, T, V)
+                # raw log-prob of token t: position 0 from the pending logits, t from t-1
+                lp = torch.empty(idx.shape, device=self.device)
+                prev = self.logits[rows_dev]  # (N, V)
+                lp[:, 0] = prev.gather(-1, idx[:, :1]).squeeze(-1) - prev.logsumexp(-1)
+                if T > 1:
+                    lp[:, 1:] = (logits[:, :-1].gather(-1, idx[:, 1:, None]).squeeze(-1)
+                                 - logits[:, :-1].logsumexp(-1))
+                self.logits[rows_dev] = logits[torch.arange(len(todo), device=self.device), k_dev - 1]
+                lp = lp.cpu().tolist()
+                for (r, c), k, lps in zip(todo, n_real, lp):
+                    for t in range(max(c, 1), c + k):  # a row's first token has no prediction: 0.0
+                        if self._mask[r][t] == 0:  # sampled tokens keep the log-prob they were drawn with
+                            self._logprob[r][t] = lps[t - c]
+            else:
+                self.logits[rows_dev] = self._forward(idx, rows_arg, last=k_dev - 1 if T > 1 else None)[:, 0]
+            self.cache.lengths[rows_dev] += k_dev
+            for (r, c), k in zip(todo, n_real):
+                self._cached[r] = c + k
+            todo = [(r, c + k) for (r, c), k in zip(todo, n_real) if c + k < self._len[r]]
+
     @torch.no_grad()
-    def append(self, rows, token_lists):
+    def append(self, rows, token_lists, logprobs=True):
         """Append forced tokens (mask 0) to rows; returns one bool per row: False = did not fit.
 
         A row whose tokens do not fit in its free space is left untouched. The others are run in
         one right-padded batched forward (more only if prefill_chunk or a nearly full row demand
-        it); engine.logits then holds each row's next-token logits.
+        it), the prefix is never recomputed, and engine.logits then holds each row's next-token
+        logits. logprobs=False records 0.0 instead of the forced tokens' log-probs and computes
+        the logits at each row's last token only (cheaper: what a plain prompt-then-generate needs).
         """
         rows = self._check_rows(rows)
         if len(rows) != len(token_lists):
             raise ValueError("need one token list per row")
         fits = [len(t) <= self.free(r) for r, t in zip(rows, token_lists)]
-        todo = [(r, list(t), 0) for r, t, ok in zip(rows, token_lists, fits) if ok and len(t)]
-        while todo:
-            # padded positions must stay inside the cache too: T <= the free space of every row
-            T = min(self.prefill_chunk, max(len(t) - o for _, t, o in todo), min(self.free(r) for r, _, _ in todo))
-            n_real = [min(len(t) - o, T) for _, t, o in todo]
-            idx = torch.tensor([t[o:o + k] + [0] * (T - k) for (_, t, o), k in zip(todo, n_real)],
-                               dtype=torch.long, device=self.device)  # (N, T)
-            rows_now = [r for r, _, _ in todo]
-            rows_dev = torch.tensor(rows_now, device=self.device)
-            k_dev = torch.tensor(n_real, device=self.device)
-            logits = self._forward(idx, self._rows_arg(rows_now, rows_dev))  # (N, T, V)
-            # raw log-prob of each forced token: position 0 from the pending logits, t from t-1
-            lp = torch.empty(idx.shape, device=self.device)
-            prev = self.logits[rows_dev]  # (N, V)
-            lp[:, 0] = prev.gather(-1, idx[:, :1]).squeeze(-1) - prev.logsumexp(-1)
-            lp[:, 0].masked_fill_(self.cache.lengths[rows_dev] == 0, 0.0)  # first token of a row
-            if T > 1:
-                lp[:, 1:] = logits[:, :-1].gather(-1, idx[:, 1:, None]).squeeze(-1) - logits[:, :-1].logsumexp(-1)
-            self.logits[rows_dev] = logits[torch.arange(len(todo), device=self.device), k_dev - 1]
-            self.cache.lengths[rows_dev] += k_dev
-            lp = lp.cpu().tolist()
-            for (r, t, o), k, lps in zip(todo, n_real, lp):
-                self._tokens[r] += t[o:o + k]
-                self._mask[r] += [0] * k
-                self._logprob[r] += lps[:k]
-                self._logprob_proc[r] += [0.0] * k
-                self._len[r] += k
-            todo = [(r, t, o + k) for (r, t, o), k in zip(todo, n_real) if o + k < len(t)]
+        fed = []
+        for r, t, ok in zip(rows, token_lists, fits):
+            if ok and len(t):
+                t = [int(x) for x in t]
+                self._tokens[r] += t
+                self._mask[r] += [0] * len(t)
+                self._logprob[r] += [0.0] * len(t)  # filled in by _feed
+                self._logprob_proc[r] += [0.0] * len(t)
+                self._len[r] += len(t)
+                fed.append(r)
+        self._feed(fed, logprobs)
         return fits
 
     @torch.no_grad()
@@ -197,6 +227,8 @@ class Engine:
         max_new_tokens: int, or one int per row. The stop token is part of the output (mask 1).
         Returns (outputs, reasons): per row the list of new tokens and 'stop' | 'budget' |
         'cache_full'. Every row must already hold at least one token (a prompt).
+        A row's last new token is recorded but not run through the model (nothing reads its
+        logits yet): it is fed with the next append() or generate() of that row.
         """
         rows = self._check_rows(rows)
         n = len(rows)
@@ -208,6 +240,8 @@ class Engine:
             raise ValueError("generate() on an empty row: append a prompt first")
         # a row can sample while it has room to store the token; it ends at min(budget, free space)
         limits = [min(b, self.free(r)) for b, r in zip(budgets, rows)]
+        live = [j for j in range(n) if limits[j] > 0]  # positions into rows
+        self._feed([rows[j] for j in live], logprobs=False)  # tokens left pending by a previous call
         steps = max(limits, default=0)
         dev = self.device
         out_tok = torch.zeros(n, steps, dtype=torch.long, device=dev)  # (n, steps)
@@ -217,7 +251,6 @@ class Engine:
         limit_all = torch.tensor(limits, device=dev)
         stops = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=dev)
         counts, ends = [0] * n, [""] * n  # ends: 'stop' or 'limit' until resolved below
-        live = [j for j in range(n) if limits[j] > 0]  # positions into rows
         live_dev = torch.tensor(live, dtype=torch.long, device=dev)
         r_dev = rows_all[live_dev]
         all_live = rows == self._all_rows and len(live) == n
@@ -226,12 +259,8 @@ class Engine:
                 break
             tok, lp, lpp = sample(self.logits[r_dev], temperature, top_k, top_p, generator)
             out_tok[live_dev, s], out_lp[live_dev, s], out_lpp[live_dev, s] = tok, lp, lpp
-            # 1 = stop token, 2 = reached its limit; computed before the forward, read after it
+            # 1 = stop token, 2 = reached its limit
             code = torch.isin(tok, stops).to(torch.uint8) | ((limit_all[live_dev] <= s + 1).to(torch.uint8) << 1)
-            # feed the token to every live row, finishing ones included (the invariant)
-            logits = self._decode(tok[:, None], None if all_live else r_dev)  # (N, 1, V)
-            self.logits[r_dev] = logits[:, 0]
-            self.cache.lengths[r_dev] += 1
             code = code.cpu()  # the one host sync of the step: who is done
             if code.any():
                 for j, c in zip(live, code.tolist()):
@@ -239,9 +268,15 @@ class Engine:
                         counts[j], ends[j] = s + 1, "stop" if c & 1 else "limit"
                 keep = code == 0
                 live = [j for j, k in zip(live, keep.tolist()) if k]
-                live_dev = live_dev[keep.to(dev)]
+                keep = keep.to(dev)
+                live_dev, tok = live_dev[keep], tok[keep]
                 r_dev = rows_all[live_dev]
                 all_live = False
+                if not live:
+                    break  # the tokens that ended rows are never fed now: no forward for them
+            logits = self._decode(tok[:, None], None if all_live else r_dev)  # (N, 1, V)
+            self.logits[r_dev] = logits[:, 0]
+            self.cache.lengths[r_dev] += 1
         # one transfer for the whole call, then the records
         toks, lps, lpps = out_tok.cpu().tolist(), out_lp.cpu().tolist(), out_lpp.cpu().tolist()
         outputs, reasons = [], []
@@ -253,6 +288,7 @@ class Engine:
             self._logprob[r] += lps[j][:c]
             self._logprob_proc[r] += lpps[j][:c]
             self._len[r] += c
+            self._cached[r] += max(c - 1, 0)  # all but the last new token went through the model
             outputs.append(new)
             reasons.append("stop" if ends[j] == "stop" else "budget" if c >= budgets[j] else "cache_full")
         return outputs, reasons
@@ -263,13 +299,13 @@ class Engine:
         dst = [r for r in self._check_rows(dst_rows) if r != src_row]
         if not dst:
             return
-        L, d = self._len[src_row], torch.tensor(dst, device=self.device)
-        for buf in (self.cache.k, self.cache.v):  # (n_layer, B, max_len, Hkv, D)
-            buf[:, d, :L] = buf[:, src_row:src_row + 1, :L].clone()
+        L, d = self._cached[src_row], torch.tensor(dst, device=self.device)
+        for buf in (self.cache.k, self.cache.v):  # (n_layer, B, Hkv, max_len, D)
+            buf[:, d, :, :L] = buf[:, src_row:src_row + 1, :, :L].clone()
         self.cache.lengths[d] = L
         self.logits[d] = self.logits[src_row].clone()
         for r in dst:
-            self._len[r] = L
+            self._len[r], self._cached[r] = self._len[src_row], L
             self._tokens[r] = list(self._tokens[src_row])
             self._mask[r] = list(self._mask[src_row])
             self._logprob[r] = list(self._logprob[src_row])
@@ -284,5 +320,5 @@ class Engine:
         self.cache.lengths[d] = 0
         self.logits[d] = 0.0
         for r in rows:
-            self._len[r] = 0
+            self._len[r] = self._cached[r] = 0
             self._tokens[r], self._mask[r], self._logprob[r], self._logprob_proc[r] = [], [], [], []

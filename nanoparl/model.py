@@ -16,6 +16,11 @@ Forward has two modes:
   cache.lengths[b] ... cache.lengths[b] + T - 1. The caller advances cache.lengths afterwards by
   the number of *real* tokens of each row; padded tail tokens are simply overwritten later and,
   being in the future of every real query, are never attended to.
+
+Attention always goes through F.scaled_dot_product_attention, and the cached path hands it what
+its fast kernels like: keys and values stored head-major, (B, Hkv, S, D), so the cache is read
+through a plain slice; no mask when every row has the same length and one new token (decode);
+is_causal when a prompt starts an empty cache; an explicit mask only where rows are ragged.
 """
 
 import math
@@ -60,12 +65,14 @@ class GPTConfig:
 class KVCache:
     """Preallocated keys and values for B rows of up to max_len tokens, plus each row's length.
 
+    Layout (n_layer, B, n_kv_head, max_len, head_dim): head-major, so that the keys of positions
+    0..S-1 are a slice in the layout attention reads, not a transposed view.
     Memory, exactly: 2 (k and v) * n_layer * B * max_len * n_kv_head * head_dim * bytes(dtype),
     plus B int64 lengths. Nothing grows during decoding.
     """
 
     def __init__(self, config, batch_size, max_len, device="cpu", dtype=torch.float32):
-        shape = (config.n_layer, batch_size, max_len, config.n_kv_head, config.head_dim)
+        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -126,7 +133,10 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
             self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
 
-    def forward(self, x, cos, sin, layer_cache=None, mask=None):
+    def forward(self, x, cos, sin, layer_cache=None, mask="causal"):
+        """mask: "causal" (the keys are exactly these T tokens), None (every key is visible) or a
+        boolean (B|1, 1, T, S) tensor, True = visible. layer_cache(k, v) stores the new keys and
+        values and returns all keys and values of the rows, (B, Hkv, S, D)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)
@@ -135,13 +145,21 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if layer_cache is not None:
-            k, v = layer_cache(k, v)            # all keys/values of these rows so far: (B, S, Hkv, D)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T|S, D)
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            k, v = layer_cache(k, v)  # (B, Hkv, S, D)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-        y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
+            k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, Hkv, T, D)
+        if T == 1:
+            # one query per row: the G query heads that share a key head become G query rows,
+            # (B, Hkv, G, D), so each key head is read once and never expanded
+            G = self.n_head // self.n_kv_head
+            q = q.view(B, self.n_kv_head, G, self.head_dim)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if isinstance(mask, str) else mask)
+        elif isinstance(mask, str):
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, is_causal=True, enable_gqa=True)
+        else:
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=mask, enable_gqa=True)
+        # (B, H, T, D) -> (B, T, H * D); for T == 1, (B, Hkv, G, D) is the same memory as (B, H, 1, D)
+        y = y.reshape(B, self.n_head, T, self.head_dim).transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
         return self.o_proj(y)
 
 
@@ -164,7 +182,7 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, layer_cache=None, mask=None):
+    def forward(self, x, cos, sin, layer_cache=None, mask="causal"):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, layer_cache, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -209,11 +227,13 @@ class GPT(nn.Module):
         attn = 12 * c.n_layer * c.n_head * c.head_dim * seq_len / 2  # causal: half the scores
         return 6 * matmul_params + attn
 
-    def forward(self, idx, targets=None, cache=None, rows=None):
+    def forward(self, idx, targets=None, cache=None, rows=None, last=None):
         """idx (B, T) -> logits (B, T, V) [and mean loss over targets != -1 if targets given].
 
         With cache: idx is appended to cache rows `rows` (LongTensor (B,), default: all rows)
         at positions cache.lengths[rows] + 0..T-1. cache.lengths is NOT advanced here.
+        last: LongTensor (B,), optional: compute the logits at position last[b] of each row only,
+        -> (B, 1, V) (a prompt needs the next-token logits of its last token, not of every token).
         """
         B, T = idx.shape
         x = self.embed_tokens(idx)  # (B, T, C)
@@ -226,6 +246,8 @@ class GPT(nn.Module):
                 x = layer(x, cos, sin)
         else:
             x = self._forward_cached(x, cache, rows)
+        if last is not None:
+            x = x[torch.arange(B, device=x.device), last][:, None]  # (B, 1, C)
         logits = self.lm_head(self.norm(x)).float()
         if targets is None:
             return logits
@@ -234,29 +256,51 @@ class GPT(nn.Module):
 
     def _forward_cached(self, x, cache, rows):
         B, T, _ = x.shape
-        all_rows = rows is None  # then the cache is read through views, no gather
+        dev = x.device
+        all_rows = rows is None  # then the cache is read and written through slices
         if all_rows:
-            rows = torch.arange(cache.batch_size, device=x.device)
-        start = cache.lengths[rows]                                       # (B,)
-        pos = start[:, None] + torch.arange(T, device=x.device)[None, :]  # (B, T)
-        S = int(pos.max()) + 1  # keys needed: up to the furthest new position of any row
+            rows = torch.arange(cache.batch_size, device=dev)
+        start = cache.lengths[rows]  # (B,)
+        starts = start.tolist()  # host copy (the forward's one sync): it picks the attention path
+        s0, S = starts[0], max(starts) + T  # S: keys needed, up to the furthest new position
         if S > min(cache.max_len, self.config.block_size):
             raise ValueError(f"position {S - 1} is past the cache ({cache.max_len}) "
                              f"or block_size ({self.config.block_size})")
-        cos = self.rope_cos[pos][:, :, None, :]  # (B, T, 1, D)
-        sin = self.rope_sin[pos][:, :, None, :]
-        # query at position p sees keys 0..p of its own row
-        mask = torch.arange(S, device=x.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
-        mask = mask[:, None]  # (B, 1, T, S)
+        if min(starts) == max(starts):
+            # all rows start at s0: rotary, cache writes and the mask are shared by every row
+            pos = None
+            cos = self.rope_cos[s0:S][None, :, None, :]  # (1, T, 1, D)
+            sin = self.rope_sin[s0:S][None, :, None, :]
+            if s0 == 0:
+                mask = "causal"
+            elif T == 1:
+                mask = None  # the one new token sees every key
+            else:  # query t sits at position s0 + t and sees keys 0..s0 + t
+                mask = torch.arange(S, device=dev)[None, :] <= s0 + torch.arange(T, device=dev)[:, None]
+                mask = mask[None, None]  # (1, 1, T, S)
+        else:
+            pos = start[:, None] + torch.arange(T, device=dev)[None, :]  # (B, T)
+            cos = self.rope_cos[pos][:, :, None, :]  # (B, T, 1, D)
+            sin = self.rope_sin[pos][:, :, None, :]
+            # query at position p sees keys 0..p of its own row
+            mask = (torch.arange(S, device=dev)[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, S)
         for i, layer in enumerate(self.layers):
-            kc, vc = cache.k[i], cache.v[i]  # (Bc, L, Hkv, D)
+            kc, vc = cache.k[i], cache.v[i]  # (Bc, Hkv, L, D)
 
             def layer_cache(k, v, kc=kc, vc=vc):
-                kc[rows[:, None], pos] = k.to(kc.dtype)
-                vc[rows[:, None], pos] = v.to(vc.dtype)
-                if all_rows:  # a view, no copy
-                    return kc[:, :S].to(k.dtype), vc[:, :S].to(v.dtype)
-                return kc[rows, :S].to(k.dtype), vc[rows, :S].to(v.dtype)
+                # k, v: (B, T, Hkv, D), stored at [row, head, position]
+                if pos is None and all_rows:
+                    kc[:, :, s0:S] = k.transpose(1, 2)
+                    vc[:, :, s0:S] = v.transpose(1, 2)
+                elif pos is None:
+                    kc[rows, :, s0:S] = k.transpose(1, 2).to(kc.dtype)
+                    vc[rows, :, s0:S] = v.transpose(1, 2).to(vc.dtype)
+                else:
+                    kc[rows[:, None], :, pos] = k.to(kc.dtype)
+                    vc[rows[:, None], :, pos] = v.to(vc.dtype)
+                if all_rows:  # a slice, no copy
+                    return kc[:, :, :S].to(k.dtype), vc[:, :, :S].to(v.dtype)
+                return kc[rows, :, :S].to(k.dtype), vc[rows, :, :S].to(v.dtype)
 
             x = layer(x, cos, sin, layer_cache, mask)
         return x

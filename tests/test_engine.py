@@ -131,7 +131,9 @@ def test_engine_greedy_matches_naive_ragged(prefill_chunk):
         assert out == naive_greedy(model, prompt, 20)
         assert engine.tokens(row) == prompt + out
         assert engine.mask(row) == [0] * len(prompt) + [1] * 20
-        assert engine.length(row) == len(prompt) + 20 == int(engine.cache.lengths[row])
+        assert engine.length(row) == len(prompt) + 20
+        # the last sampled token waits outside the cache until the row goes on
+        assert int(engine.cache.lengths[row]) == len(prompt) + 19
 
 
 def test_engine_batched_equals_one_at_a_time():
@@ -197,7 +199,7 @@ def test_engine_fork_shares_prefix_and_diverges():
     engine.fork(0, range(1, 8))
     for row in range(8):
         assert engine.tokens(row) == prompt and engine.length(row) == 10
-        assert torch.equal(engine.cache.k[:, row, :10], engine.cache.k[:, 0, :10])
+        assert torch.equal(engine.cache.k[:, row, :, :10], engine.cache.k[:, 0, :, :10])
     outputs, _ = engine.generate(range(8), 6, generator=torch.Generator().manual_seed(0))
     assert len({o[0] for o in outputs}) >= 4  # 8 draws over ~64 tokens: P(< 4 distinct) ~ 1e-6
     for row in range(8):
@@ -262,3 +264,72 @@ def test_engine_cache_memory_formula():
     assert engine.cache.nbytes() == 2 * c.n_layer * 5 * 40 * c.n_kv_head * c.head_dim * 4 + 5 * 8
     with pytest.raises(ValueError):
         Engine(model, batch_size=1, max_len=c.block_size + 1)
+
+
+def test_sampler_top_k_zero_means_off():
+    logits = torch.randn(16, 50, generator=torch.Generator().manual_seed(0))
+    off = sample(logits, top_k=None, generator=torch.Generator().manual_seed(3))
+    zero = sample(logits, top_k=0, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(off, zero):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="top_k"):
+        sample(logits, top_k=-1)
+
+
+def count_forwards(model):
+    """Wrap model.forward to count calls; returns the list that collects each call's idx shape."""
+    calls, forward = [], model.forward
+
+    def counted(idx, *args, **kwargs):
+        calls.append(tuple(idx.shape))
+        return forward(idx, *args, **kwargs)
+
+    model.forward = counted
+    return calls
+
+
+def test_engine_never_runs_a_token_nobody_reads():
+    """n new tokens cost n - 1 decode forwards: the last one is fed only when the row goes on,
+    together with the next append (or first, by the next generate), and the row continues
+    exactly as if it had been fed at once."""
+    model = tiny_model(sharp=40.0)
+    prompts = random_prompts([6, 9, 3])
+    engine = Engine(model, batch_size=3, max_len=64)
+    calls = count_forwards(model)
+    engine.append(range(3), prompts)
+    outputs, _ = engine.generate(range(3), 8, temperature=0)
+    assert len(calls) == 1 + 7 and calls[1:] == [(3, 1)] * 7
+    more, _ = engine.generate(range(3), 5, temperature=0)  # feeds the pending token first
+    assert len(calls) == 1 + 7 + 1 + 4 and calls[8] == (3, 1)
+    for prompt, a, b in zip(prompts, outputs, more):
+        assert a + b == naive_greedy(model, prompt, 13)
+    # a stop token ends its row without a forward; the next append feeds it with the new tokens
+    others = set(outputs[0]) | set(outputs[2])
+    i = next(i for i, t in enumerate(outputs[1]) if t not in others and t not in outputs[1][:i])
+    engine.reset(range(3))
+    engine.append(range(3), prompts)
+    del calls[:]
+    outs, reasons = engine.generate(range(3), 8, stop_tokens={outputs[1][i]}, temperature=0)
+    assert reasons == ["budget", "stop", "budget"] and len(outs[1]) == i + 1
+    assert [c[0] for c in calls] == [3] * i + [2] * (7 - i)  # row 1 leaves at its stop token
+    tool = random_prompts([4], seed=5)[0]
+    engine.append([1], [tool])
+    assert calls[-1] == (1, 5)  # the pending stop token + the 4 forced tokens
+    tokens = engine.tokens(1)
+    assert tokens == prompts[1] + outs[1] + tool
+    torch.testing.assert_close(torch.tensor(engine.logprobs(1)[1:]), full_logprobs(model, tokens),
+                               atol=1e-4, rtol=0)
+    assert engine.generate([1], 3, temperature=0)[0][0] == naive_greedy(model, tokens, 3)
+
+
+def test_engine_append_without_logprobs():
+    """logprobs=False: only each row's last position gets logits; the same continuation, and the
+    forced tokens' log-probs are recorded as 0.0."""
+    model = tiny_model(sharp=40.0)
+    prompts = random_prompts([5, 12, 1, 7])
+    a, b = Engine(model, batch_size=4, max_len=48), Engine(model, batch_size=4, max_len=48)
+    a.append(range(4), prompts)
+    b.append(range(4), prompts, logprobs=False)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+    assert all(b.logprobs(r) == [0.0] * len(p) for r, p in enumerate(prompts))
+    assert a.generate(range(4), 6, temperature=0)[0] == b.generate(range(4), 6, temperature=0)[0]

@@ -91,3 +91,35 @@ def test_presets_build(preset):
         return  # building 30M params on CPU is slow-ish; the config validating is enough
     model = GPT(cfg)
     assert model.num_params() > 0
+
+
+def test_cached_attention_paths_match_full_forward():
+    """Each way the cached forward attends: a prompt into an empty cache (is_causal), a chunk after
+    an equal-length prefix (one shared mask), one new token per row (no mask), a subset of rows,
+    ragged rows (per-row masks); and last= returns those positions' logits only."""
+    model = tiny(qk_norm=True)
+    idx = torch.randint(0, 97, (3, 20))
+    with torch.no_grad():
+        full = model(idx)
+        cache = KVCache(model.config, 3, 64)
+        out = model(idx[:, :6], cache=cache)  # empty cache
+        assert (out - full[:, :6]).abs().max() < 1e-4
+        cache.lengths += 6
+        out = model(idx[:, 6:11], cache=cache)  # equal-length prefix, T > 1
+        assert (out - full[:, 6:11]).abs().max() < 1e-4
+        cache.lengths += 5
+        out = model(idx[:, 11:12], cache=cache)  # decode, every row
+        assert (out - full[:, 11:12]).abs().max() < 1e-4
+        cache.lengths += 1
+        rows = torch.tensor([2, 0])
+        out = model(idx[[2, 0], 12:13], cache=cache, rows=rows)  # decode, a subset of rows
+        assert (out - full[[2, 0], 12:13]).abs().max() < 1e-4
+        cache.lengths[rows] += 1
+        out = model(idx[[1], 12:16], cache=cache, rows=torch.tensor([1]))  # row 1 catches up
+        assert (out - full[[1], 12:16]).abs().max() < 1e-4
+        cache.lengths[1] += 4  # lengths now 13, 16, 13: ragged
+        step = torch.stack([idx[0, 13:15], idx[1, 16:18], idx[2, 13:15]])
+        out = model(step, cache=cache, last=torch.tensor([1, 0, 1]))
+        assert out.shape == (3, 1, 97)
+        want = torch.stack([full[0, 14], full[1, 16], full[2, 14]])
+        assert (out[:, 0] - want).abs().max() < 1e-4
