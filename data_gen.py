@@ -41,50 +41,77 @@ import time
 import numpy as np
 import torch
 
-from nanoparl.checkpoint import load_checkpoint
-from nanoparl.common import add_threads_flag, get_device, get_preset, set_threads
+from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
+from nanoparl.common import PRESETS, add_threads_flag, default_preset, get_device, get_preset, run_cli, set_threads
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, awareness_text, check_sufficiency, oracle_turns, sft_samples, split_awareness
-from nanoparl.tokenizer import Tokenizer
+from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, make_task, save_tasks, \
     task_stats, user_messages
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-g = parser.add_argument_group("run")
-g.add_argument("--preset", default="cpu", choices=["micro", "cpu", "gpu"], help="sets every default below")
-g.add_argument("--seed", type=int, default=0, help="same seed -> same files, byte for byte")
-g.add_argument("--out", default="data", help="output directory")
-add_threads_flag(g)
-g = parser.add_argument_group("tasks (default: the preset's 'data' section)")
-g.add_argument("--n-train", type=int, default=None, help="number of train tasks")
-g.add_argument("--n-val", type=int, default=None, help="number of val tasks (drawn like train)")
-g.add_argument("--n-test", type=int, default=None, help="number of test tasks (held-out entities/phrasings)")
-g.add_argument("--n-base", type=int, default=None, help="tasks for the base stage's corpus (0: no base corpus)")
-g.add_argument("--max-tasks", type=int, default=None, help="cap every split and the base corpus at this many tasks (smoke runs)")
-g.add_argument("--classes", default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
-g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
-g.add_argument("--categories", default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
-g = parser.add_argument_group("PAG data (default: the preset's 'pag' section)")
-g.add_argument("--augment", type=float, default=None, help="augmented copies per train task (0.5: half get one)")
-g.add_argument("--mask-p", type=float, default=None, help="word-masking probability in augmented user text")
-g.add_argument("--no-paraphrase", action="store_true", help="augmentation without reworded user turns")
-g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
-g.add_argument("--no-rename", action="store_true", help="augmentation without renamed entities (fresh random values)")
-g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
-g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (default: the model's)")
-g = parser.add_argument_group("model-aware verification (optional, needs a trained checkpoint)")
-g.add_argument("--verify-with", default=None, metavar="CKPT", help="run directory or model_<step>.safetensors")
-g.add_argument("--verify-split", default="val", choices=["train", "val"], help="which awareness samples to verify")
-g.add_argument("--verify-max", type=int, default=None, help="verify the first N samples only")
-g.add_argument("--verify-batch", type=int, default=64, help="samples decoded together")
-g.add_argument("--device", default="auto", help="device for --verify-with")
-args = None  # parsed in main(), so that tests can import the verification functions
+def parse_args(argv=None):
+    """The flags, checked here, so that a bad one stops before any file is written."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("run")
+    g.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help="sets every default below (default: gpu with CUDA, else cpu, as the other scripts)")
+    g.add_argument("--seed", type=int, default=0, help="same seed -> same files, byte for byte")
+    g.add_argument("--out", default="data", help="output directory")
+    add_threads_flag(g)
+    g = p.add_argument_group("tasks (default: the preset's 'data' section)")
+    g.add_argument("--n-train", type=int, default=None, help="number of train tasks")
+    g.add_argument("--n-val", type=int, default=None, help="number of val tasks (drawn like train)")
+    g.add_argument("--n-test", type=int, default=None, help="number of test tasks (held-out entities/phrasings)")
+    g.add_argument("--n-base", type=int, default=None, help="tasks for the base stage's corpus (0: no base corpus)")
+    g.add_argument("--max-tasks", type=int, default=None, help="cap every split and the base corpus at this many tasks (smoke runs)")
+    g.add_argument("--classes", default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
+    g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
+    g.add_argument("--categories", default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
+    g = p.add_argument_group("PAG data (default: the preset's 'pag' section)")
+    g.add_argument("--augment", type=float, default=None, help="augmented copies per train task (0.5: half get one)")
+    g.add_argument("--mask-p", type=float, default=None, help="word-masking probability in augmented user text")
+    g.add_argument("--no-paraphrase", action="store_true", help="augmentation without reworded user turns")
+    g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
+    g.add_argument("--no-rename", action="store_true", help="augmentation without renamed entities (fresh random values)")
+    g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
+    g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (default: the model's)")
+    g = p.add_argument_group("model-aware verification (optional, needs a trained checkpoint)")
+    g.add_argument("--verify-with", default=None, metavar="CKPT", help="run directory or model_<step>.safetensors")
+    g.add_argument("--verify-split", default="val", choices=["train", "val"], help="which awareness samples to verify")
+    g.add_argument("--verify-max", type=int, default=None, help="verify the first N samples only")
+    g.add_argument("--verify-batch", type=int, default=64, help="samples decoded together")
+    g.add_argument("--device", default="auto", help="device for --verify-with")
+    args = p.parse_args(argv)
+    args.preset = args.preset or default_preset()
+    for flag, low in (("n_train", 1), ("n_val", 1), ("n_test", 1), ("n_base", 0), ("max_tasks", 1),
+                      ("max_turns", 1), ("block_size", 1), ("verify_max", 1), ("verify_batch", 1)):
+        value = getattr(args, flag)
+        if value is not None and value < low:  # e.g. 0 val tasks: an IndexError after the train data is written
+            p.error(f"--{flag.replace('_', '-')} must be at least {low} (got {value})")
+    if args.vocab_size is not None and args.vocab_size < 256 + len(SPECIAL_TOKENS):
+        p.error(f"--vocab-size must be at least {256 + len(SPECIAL_TOKENS)}: the 256 bytes and "
+                f"{len(SPECIAL_TOKENS)} special tokens (got {args.vocab_size})")
+    if args.augment is not None and args.augment < 0:
+        p.error(f"--augment must be at least 0 (got {args.augment})")
+    if args.mask_p is not None and not 0 <= args.mask_p <= 1:
+        p.error(f"--mask-p must be in [0, 1] (got {args.mask_p})")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
+    if args.verify_with:  # it runs last: a wrong path would otherwise surface after all the work
+        try:
+            resolve(args.verify_with)
+        except CheckpointError as e:
+            p.error(f"--verify-with: {e}")
+        try:
+            get_device(args.device)
+        except RuntimeError as e:
+            p.error(f"--device {args.device}: {e}")
+    return args
 
 
 def main(argv=None):
-    global args
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     set_threads(args.threads)
     t0 = time.time()
     settings = dict(get_preset(args.preset)["data"])
@@ -105,7 +132,10 @@ def main(argv=None):
     print(f"preset {args.preset} | seed {args.seed} | sizes {sizes} | settings {settings}")
 
     # ---- tasks
-    splits = generate_splits(settings, args.seed, sizes)
+    try:
+        splits = generate_splits(settings, args.seed, sizes)
+    except RuntimeError as e:  # a category these classes cannot make, e.g. miss_param from MathAPI alone
+        raise SystemExit(f"error: {e}; add --classes or drop --categories")
     os.makedirs(args.out, exist_ok=True)
     for split, tasks in splits.items():
         save_tasks(os.path.join(args.out, f"tasks_{split}.jsonl"), tasks)
@@ -211,6 +241,9 @@ def main(argv=None):
             # cut the messages right after the last user message
             idx = max(i for i, m in enumerate(messages) if m["role"] == "user")
             ctx.append(len(tok.render(messages[:idx + 1], add_generation_prompt=True)[0]))
+        if not ctx:
+            print(f"  {policy:9s}: no val task has 2 turns or more")
+            continue
         print(f"  {policy:9s}: mean {np.mean(ctx):6.0f} | p95 {np.percentile(ctx, 95):6.0f} | max {max(ctx):6d}")
     print(f"PAG + tokenizer + SFT data written to {args.out} in {time.time() - t1:.1f}s")
     if args.verify_with:
@@ -305,4 +338,4 @@ def verify(ckpt, out_dir, split, tasks, max_samples=None, batch_size=64, device=
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

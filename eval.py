@@ -4,9 +4,10 @@
     python eval.py --agent oracle --data-dir data          # the ceiling: replays the ground truth
     python eval.py --ckpt out/pag_rl --samples 4 --temperature 1.0 --show 2
 
-Each checkpoint runs with the context policy it was trained with (--policy overrides). A task
-passes when every turn passes the checker (env.check). Reported per category and overall (the
-unweighted mean of the four categories, as BFCL does):
+Each checkpoint runs with the context policy it was trained with (--policy overrides); its row is
+named after its run folder, with parent folders added where two runs share a name (a/sft_pag,
+b/sft_pag). A task passes when every turn passes the checker (env.check). Reported per category
+and overall (the unweighted mean of the four categories, as BFCL does):
   acc         share of (task, sample) rollouts that pass
   pass^k      tau-bench's: mean over tasks of C(c, k) / C(n, k), c passes out of n = --samples
   pass@k      share of tasks with at least one pass among their k = --samples rollouts; with
@@ -24,15 +25,18 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from collections import Counter
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from nanoparl.agent import AgentLoop, trajectory_summary
-from nanoparl.checkpoint import load_checkpoint
-from nanoparl.common import add_threads_flag, default_preset, get_device, get_preset, seed_everything, set_threads
+from nanoparl.checkpoint import CheckpointError, load_checkpoint
+from nanoparl.common import (PRESETS, add_threads_flag, default_preset, get_device, get_preset, log0, run_cli,
+                             seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.pag import DEFAULT_FORMAT
 from nanoparl.rl import composite_reward
@@ -61,13 +65,26 @@ def parse_args(argv=None):
     g.add_argument("--step-tokens", type=int, default=None, help="max tokens per assistant step (default: the preset's)")
     g.add_argument("--batch-tasks", type=int, default=64, help="tasks per engine batch")
     g = p.add_argument_group("run")
-    g.add_argument("--preset", default=None, help="micro|cpu|gpu: eval defaults, the oracle's model (default by device)")
+    g.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help="eval defaults, the oracle's model (default: gpu with CUDA, else cpu)")
     g.add_argument("--show", type=int, default=0, help="print N transcripts with summaries and plans")
     g.add_argument("--out", default=None, help="write the metrics as JSON here")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto")
     add_threads_flag(g)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # flags that would crash after the work (--samples 0), or silently mean something else
+    # (--max-tasks 0 used to mean "all"), stop here in one line
+    for flag, low in (("samples", 1), ("max_tasks", 1), ("step_tokens", 1), ("batch_tasks", 1),
+                      ("top_k", 1), ("show", 0)):
+        value = getattr(args, flag)
+        if value is not None and value < low:
+            p.error(f"--{flag.replace('_', '-')} must be at least {low} (got {value})")
+    if args.temperature < 0:
+        p.error(f"--temperature must be at least 0 (got {args.temperature})")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        p.error(f"--top-p must be in (0, 1] (got {args.top_p})")
+    return args
 
 
 # ----------------------------------------------------------------------------
@@ -131,9 +148,10 @@ def metrics(rollouts, policy, samples):
     return out
 
 
-def show(rollout, tok):
-    print(f"=== {rollout.task['id']} ({rollout.task['category']}) -> "
-          f"{'PASS' if rollout.verdict['passed'] else 'FAIL ' + str(rollout.verdict['error_type'])}")
+def show(name, rollout):
+    """Print one transcript; the header names the row, since --show prints one per model."""
+    verdict = "PASS" if rollout.verdict["passed"] else "FAIL " + str(rollout.verdict["error_type"])
+    print(f"=== {name} | {rollout.task['id']} ({rollout.task['category']}) -> {verdict}")
     for k, turn in enumerate(rollout.turns):
         print(f"[user] {rollout.task['question'][k][0]['content']}")
         for m in turn["messages"]:
@@ -143,14 +161,138 @@ def show(rollout, tok):
 
 
 # ----------------------------------------------------------------------------
+# Running the rollouts, with progress per finished rollout
 
-def evaluate(model, tok, tasks, policy, fmt, args, agent="model"):
+class Progress:
+    """Rollouts finished so far. On a terminal, a tqdm bar; when stderr goes to a file or a pipe
+    (run.sh tees stdout and stderr into one log), a bar's carriage returns would glue it to the log
+    lines, so it prints a plain line instead: at every further 10%, at most one per 10 s, and the last."""
+
+    def __init__(self, desc, total, tty=None):
+        self.desc, self.total, self.done = desc, total, 0
+        self.t0 = self.last = time.time()
+        tty = sys.stderr.isatty() if tty is None else tty
+        self.bar = tqdm(total=total, desc=desc, unit="rollout", leave=False) if tty else None
+        self.next_share = 0.1
+
+    def update(self, n):
+        if n <= 0:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        share, now = self.done / self.total, time.time()
+        if self.done == self.total or (share >= self.next_share and now - self.last >= 10):
+            log0(f"{self.desc}: {self.done}/{self.total} rollouts | {now - self.t0:.0f}s")
+            self.last, self.next_share = now, math.floor(share * 10 + 1e-9) / 10 + 0.1
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class CountingLoop(AgentLoop):
+    """An AgentLoop that reports finished rollouts as they finish, not once per batch (a 64-task
+    batch can take minutes). Every pass of AgentLoop.run's decode loop ends in _flush, where each
+    rollout's `done` is up to date, so that is where we count."""
+
+    def __init__(self, *a, progress, **kw):
+        super().__init__(*a, **kw)
+        self.progress, self.finished = progress, 0
+
+    def run(self, tasks, samples=1, agent="model"):
+        self.finished = 0
+        rollouts = super().run(tasks, samples, agent)
+        self.progress.update(len(rollouts) - self.finished)  # tasks whose prompt alone overflowed
+        return rollouts
+
+    def _flush(self, engine, rollouts, appends):
+        super()._flush(engine, rollouts, appends)
+        done = sum(r.done for r in rollouts)
+        self.progress.update(done - self.finished)
+        self.finished = done
+
+
+def evaluate(model, tok, tasks, policy, fmt, args, agent="model", desc=None):
+    """tasks x args.samples rollouts (group-major), batch_tasks tasks per engine."""
+    progress = Progress(desc or f"eval {policy}", len(tasks) * args.samples)
+    loop = CountingLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, seed=args.seed, progress=progress)
     rollouts = []
-    loop = AgentLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
-                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    for i in tqdm(range(0, len(tasks), args.batch_tasks), desc=f"eval {policy}", leave=False):
+    for i in range(0, len(tasks), args.batch_tasks):
         rollouts += loop.run(tasks[i:i + args.batch_tasks], args.samples, agent=agent)
+    progress.close()
     return rollouts
+
+
+# ----------------------------------------------------------------------------
+# Inputs, checked before any rollout runs: a bad one ends in one line, not a traceback
+
+def row_names(paths, taken=()):
+    """One table row per --ckpt: the run folder's name, and for names that clash (a/sft_pag and
+    b/sft_pag) as many parent folders as it takes to tell them apart, so no row overwrites another."""
+    parts = [os.path.abspath(p).split(os.sep) for p in paths]
+    for i, path in enumerate(paths):
+        if parts[i] in parts[:i]:
+            raise SystemExit(f"error: --ckpt {path} is given twice")
+    depth = [1] * len(parts)
+    while True:  # ends: distinct absolute paths differ at the latest when written out in full
+        names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clash = [i for i, name in enumerate(names) if names.count(name) > 1 or name in taken]
+        if not clash:
+            return names
+        for i in clash:
+            depth[i] += 1
+
+
+def check_out(path):
+    """--out is written after the whole evaluation, so make sure now that it can be."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise SystemExit(f"error: --out {path} is a directory; give a file name, e.g. {path}/results.json")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: --out {path}: cannot create its folder ({e.strerror or e})")
+    if not os.access(folder, os.W_OK):
+        raise SystemExit(f"error: --out {path}: its folder {folder} is not writable")
+
+
+def read_tasks(args):
+    path = os.path.join(args.data_dir, f"tasks_{args.split}.jsonl")
+    if not os.path.exists(path):
+        raise SystemExit(f"error: no {path} (run data_gen.py --out {args.data_dir} first, or fix --data-dir)")
+    try:
+        tasks = load_tasks(path)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    if not tasks:
+        raise SystemExit(f"error: {path} holds no tasks")
+    return tasks[:args.max_tasks]
+
+
+def load_runs(args, data_fmt):
+    """-> [(row name, model, tokenizer, policy, format, agent)], every model loaded before any runs."""
+    runs = []
+    try:
+        if args.agent == "oracle":
+            tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
+            # the oracle's texts are forced; a random model of the preset only carries the KV cache
+            model = GPT(GPTConfig(**dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size)))
+            runs.append(("oracle", model, tok, args.policy or "history", data_fmt, "oracle"))
+        for name, path in zip(row_names(args.ckpt, taken=[r[0] for r in runs]), args.ckpt):
+            model, meta = load_checkpoint(path)
+            if not meta.get("tokenizer"):
+                raise SystemExit(f"error: --ckpt {path}: its metadata names no tokenizer")
+            tok = Tokenizer.load(meta["tokenizer"])
+            runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
+                         meta.get("format", data_fmt), "model"))
+    except (CheckpointError, OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    return runs
 
 
 def main(argv=None):
@@ -158,41 +300,41 @@ def main(argv=None):
     set_threads(args.threads)
     args.preset = args.preset or default_preset()
     preset_eval = get_preset(args.preset)["eval"]
-    args.max_tasks = args.max_tasks or preset_eval["max_tasks"]
-    args.step_tokens = args.step_tokens or preset_eval["step_tokens"]
+    if args.max_tasks is None:
+        args.max_tasks = preset_eval["max_tasks"]
+    if args.step_tokens is None:
+        args.step_tokens = preset_eval["step_tokens"]
     seed_everything(args.seed)
-    device = get_device(args.device)
+    try:
+        device = get_device(args.device)
+    except RuntimeError as e:
+        raise SystemExit(f"error: --device {args.device}: {e}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {args.device}: this machine has no CUDA")
     if args.agent == "model" and not args.ckpt:
-        raise SystemExit("give --ckpt (one or more), or --agent oracle")
-    tasks = load_tasks(os.path.join(args.data_dir, f"tasks_{args.split}.jsonl"))[:args.max_tasks]
+        raise SystemExit("error: give --ckpt (one or more), or --agent oracle")
+    check_out(args.out)
+    tasks = read_tasks(args)
     fmt_path = os.path.join(args.data_dir, "format.json")
-    data_fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
-    runs = []  # (name, model, tokenizer, policy, format, agent)
-    if args.agent == "oracle":
-        tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
-        preset = get_preset(args.preset)
-        # the oracle's texts are forced; a random model of the preset only carries the KV cache
-        model = GPT(GPTConfig(**dict(preset["model"], vocab_size=tok.vocab_size)))
-        runs.append(("oracle", model, tok, args.policy or "history", data_fmt, "oracle"))
-    for path in args.ckpt:
-        model, meta = load_checkpoint(path)
-        tok = Tokenizer.load(meta["tokenizer"])
-        name = f"{os.path.basename(os.path.normpath(path))}"
-        runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
-                     meta.get("format", data_fmt), "model"))
+    try:
+        data_fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
+    except ValueError as e:
+        raise SystemExit(f"error: {fmt_path}: not valid JSON ({e})")
+    runs = load_runs(args, data_fmt)
 
     results = {}
     for name, model, tok, policy, fmt, agent in runs:
         model.to(device).eval()
         t0 = time.time()
-        rollouts = evaluate(model, tok, tasks, policy, fmt, args, agent)
+        rollouts = evaluate(model, tok, tasks, policy, fmt, args, agent, desc=f"eval {name} ({policy})")
         results[name] = metrics(rollouts, policy, args.samples)
         results[name]["overall"].update(policy=policy, seconds=time.time() - t0)
         for r in rollouts[:args.show * args.samples:args.samples]:
-            show(r, tok)
+            show(name, r)
 
     k = args.samples
-    header = (f"{'model':18s} {'policy':9s} " + " ".join(f"{c[:12]:>12s}" for c in CATEGORIES) +
+    w = max([18] + [len(name) for name in results])  # the model column fits every row's name
+    header = (f"{'model':{w}s} {'policy':9s} " + " ".join(f"{c[:12]:>12s}" for c in CATEGORIES) +
               f" {'overall':>8s} {f'pass^{k}':>7s} {'steps':>6s} {'redund':>6s} {'invalid':>7s} "
               f"{'ctx/step':>8s} {'ctx max':>7s} {'gen tok':>7s} {'recall':>6s}")
     print(f"\n{args.split} split, {len(tasks)} tasks, {k} sample(s) each, temperature {args.temperature}")
@@ -200,7 +342,7 @@ def main(argv=None):
     for name, res in results.items():
         o = res["overall"]
         recall = f"{o['awareness_recall']:6.2f}" if o["awareness_recall"] is not None else f"{'-':>6s}"
-        print(f"{name[:18]:18s} {o['policy']:9s} " +
+        print(f"{name:{w}s} {o['policy']:9s} " +
               " ".join(f"{res[c]['accuracy']:12.3f}" if c in res else f"{'-':>12s}" for c in CATEGORIES) +
               f" {o['accuracy']:8.3f} {o[f'pass^{k}']:7.3f} {o['steps']:6.2f} {o['redundant_calls']:6.2f} "
               f"{o['invalid_calls']:7.2f} {o['ctx_mean']:8.0f} {o['ctx_max']:7d} {o['gen_tokens']:7.0f} {recall}")
@@ -220,4 +362,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
