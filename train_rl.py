@@ -171,6 +171,8 @@ def train(args, stop):
 
     model, init_meta = load_checkpoint(args.init)
     model.to(device)
+    if not init_meta.get("tokenizer"):
+        raise SystemExit(f"error: --init {args.init}: its metadata names no tokenizer (not a training run's checkpoint?)")
     tok = Tokenizer.load(init_meta["tokenizer"])
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, init_meta["tokenizer"])

@@ -46,7 +46,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
-                             cleanup_distributed, default_preset, get_preset, init_distributed, log0,
+                             cleanup_distributed, default_preset, get_device, get_preset, init_distributed, log0,
                              run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
@@ -240,6 +240,11 @@ def main(argv=None):
 def train(args, stop):
     set_threads(args.threads)
     rank, world, device = init_distributed()
+    if args.device != "auto":
+        try:
+            device = get_device(args.device)
+        except RuntimeError as e:
+            raise SystemExit(f"error: --device {args.device}: {e}")
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
     hp = dict(preset["base" if args.data == "base" else "sft"])
@@ -270,6 +275,9 @@ def train(args, stop):
     if args.init:
         model, init_meta = load_checkpoint(args.init)
         model_cfg = model.config.to_dict()
+        if model.config.vocab_size != tok.vocab_size:
+            raise SystemExit(f"error: --init {args.init} has a vocabulary of {model.config.vocab_size} tokens, the "
+                             f"tokenizer of {args.data_dir} {tok.vocab_size}: they come from different data")
     else:
         model = GPT(GPTConfig(**model_cfg))
     model.to(device)

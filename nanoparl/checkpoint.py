@@ -68,9 +68,10 @@ def _torch_bytes(obj):
     return buf.getvalue()
 
 
-def copy_tokenizer(run_dir, src):
-    """Copy the tokenizer file src into run_dir/tokenizer.json (atomically, only when it differs):
-    a run folder carries its own tokenizer, so moving the data folder or the clone breaks nothing."""
+def copy_tokenizer(run_dir, src, replace=False):
+    """Copy the tokenizer file src into run_dir/tokenizer.json (atomically, once): a run folder
+    carries its own tokenizer, so moving the data folder or the clone breaks nothing. A run folder
+    whose copy differs was trained with another tokenizer: an error, unless replace (an export)."""
     dst = os.path.join(run_dir, "tokenizer.json")
     if os.path.abspath(src) == os.path.abspath(dst):
         return dst
@@ -79,8 +80,13 @@ def copy_tokenizer(run_dir, src):
             data = f.read()
     except OSError as e:
         raise CheckpointError(f"cannot read the tokenizer {src}: {e.strerror or e}") from e
-    if not os.path.exists(dst) or open(dst, "rb").read() != data:
-        _atomic(dst, data)
+    if os.path.exists(dst) and not replace:
+        with open(dst, "rb") as f:
+            if f.read() != data:
+                raise CheckpointError(f"{dst} differs from {src}: the run in {run_dir} was trained with another "
+                                      f"tokenizer (use the data folder it was trained on, or --overwrite)")
+        return dst
+    _atomic(dst, data)
     return dst
 
 
@@ -103,10 +109,22 @@ def save_checkpoint(run_dir, step, model, meta=None, train_state=None, keep_last
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_embeddings:
         tensors.pop("lm_head.weight", None)
-    _atomic(os.path.join(run_dir, f"model_{step}.safetensors"), safetensors_bytes(tensors))
+    files = [(f"model_{step}.safetensors", lambda: safetensors_bytes(tensors))]
     if train_state is not None:
-        _atomic(os.path.join(run_dir, f"train_{step}.pt"), _torch_bytes(train_state))
-    _atomic(os.path.join(run_dir, f"meta_{step}.json"), _json_bytes(full_meta))
+        files.append((f"train_{step}.pt", lambda: _torch_bytes(train_state)))
+    files.append((f"meta_{step}.json", lambda: _json_bytes(full_meta)))  # last: the commit marker
+    created = []
+    try:
+        for name, data in files:
+            path = os.path.join(run_dir, name)
+            if not os.path.exists(path):
+                created.append(path)
+            _atomic(path, data())
+    except BaseException:  # a full disk half-way: remove what this call added, keep what was there
+        for path in created:
+            if os.path.exists(path):
+                os.remove(path)
+        raise
     if keep_last:
         for old in list_steps(run_dir)[:-keep_last]:
             for name in (f"meta_{old}.json", f"model_{old}.safetensors", f"train_{old}.pt"):
@@ -313,7 +331,7 @@ def export_hf(ckpt_path, out_dir):
     _atomic(os.path.join(out_dir, "model.safetensors"), safetensors_bytes(tensors, metadata={"format": "pt"}))
     bos = eos = None
     if meta.get("tokenizer"):  # load_checkpoint found it (or raised)
-        copy_tokenizer(out_dir, meta["tokenizer"])
+        copy_tokenizer(out_dir, meta["tokenizer"], replace=True)
         with open(meta["tokenizer"]) as f:
             added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
         bos, eos = added.get("<|bos|>"), added.get("<|end|>")

@@ -58,3 +58,12 @@ def test_memory_estimate_counts_the_real_tensors():
     assert m["sft_activations"] == pytest.approx(m["activation_bytes_per_token"] * p["sft"]["batch_size"] * 64)
     deeper = bench.saved_activation_bytes(GPT(GPTConfig(**dict(config.to_dict(), n_layer=4))), 32)
     assert deeper > 1.5 * bench.saved_activation_bytes(model, 32)
+
+
+def test_run_sh_refuses_an_unknown_preset_in_one_line():
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(["bash", os.path.join(root, "run.sh")], env=dict(os.environ, PRESET="nope"),
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == "unknown PRESET=nope; choose one of ['cpu', 'gpu', 'micro']"

@@ -164,12 +164,17 @@ def test_full_disk_names_the_file_and_leaves_no_temp_file(tmp_path, monkeypatch)
     run = tmp_path / "run"
     save_checkpoint(str(run), 1, tiny_model())
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(ckpt.os, "fsync", full)
-    with pytest.raises(CheckpointError, match=r"cannot write .*model_2.safetensors: No space left on device"):
+    fsync, calls = os.fsync, []
+
+    def full_at_the_second_file(fd):  # the weights fit, the training state does not
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+    monkeypatch.setattr(ckpt.os, "fsync", full_at_the_second_file)
+    with pytest.raises(CheckpointError, match=r"cannot write .*train_2.pt: No space left on device"):
         save_checkpoint(str(run), 2, tiny_model(), train_state={"x": 1})
-    assert sorted(os.listdir(run)) == ["meta_1.json", "model_1.safetensors"]
+    assert sorted(os.listdir(run)) == ["meta_1.json", "model_1.safetensors"]  # no temp file, no half step
     monkeypatch.undo()
     assert load_checkpoint(str(run))[1]["step"] == 1
 
@@ -238,9 +243,13 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_exactly(data_dir, tm
 # one line, not a traceback
 
 def test_bad_inputs_end_in_one_line(data_dir, tmp_path, capsys):
+    other = tmp_path / "other_vocab"
+    save_checkpoint(str(other), 1, tiny_model())  # a 300-token model; the data's tokenizer has fewer
     cases = [
         (["--data-dir", str(tmp_path / "nowhere")], "no tokenizer at"),
         (["--init", str(tmp_path / "no_run")], "no_run"),
+        (["--init", str(other)], "come from different data"),
+        (["--device", "nope"], "--device nope"),
     ]
     for extra, words in cases:
         with pytest.raises(SystemExit) as e:
@@ -264,3 +273,21 @@ def test_rl_without_tasks_is_one_line(data_dir, tmp_path):
         train_rl.main(argv)
     with pytest.raises(SystemExit, match="error: --group-size must be at least 1"):
         train_rl.main(argv + ["--group-size", "0"])
+
+
+def test_resume_with_another_tokenizer_is_refused(data_dir, tmp_path):
+    run = tmp_path / "run"
+    sft(data_dir, run, "--max-steps", "2")
+    other = tmp_path / "other"
+    shutil.copytree(data_dir, other)
+    convs = [conversation(100 + i) for i in range(40)]
+    Tokenizer.train([m["content"] for c in convs for m in c] * 3, vocab_size=280).save(str(other / "tokenizer.json"))
+    with pytest.raises(CheckpointError, match=r"run/tokenizer.json differs from .*other/tokenizer.json"):
+        sft(str(other), run, "--max-steps", "4", "--resume")
+
+
+def test_rl_init_without_a_tokenizer_is_one_line(tmp_path):
+    save_checkpoint(str(tmp_path / "init"), 1, tiny_model())  # weights only, no "tokenizer" in the meta
+    with pytest.raises(SystemExit, match="error: --init .*names no tokenizer"):
+        train_rl.main(["--preset", "micro", "--algo", "pag-rl", "--init", str(tmp_path / "init"),
+                       "--data-dir", str(tmp_path), "--out", str(tmp_path / "rl")])

@@ -183,3 +183,30 @@ def test_torchrun_two_ranks_shard_the_groups(sft, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "world 2" in r.stdout and "step 2 | reward" in r.stdout
     assert load_checkpoint(str(out))[1]["step"] == 2
+
+
+def test_ctrl_c_saves_and_resume_continues_exactly(sft, tmp_path, monkeypatch, capsys):
+    """SIGINT during a step: the step finishes, the loop saves it and exits 130; --resume then ends
+    where the uninterrupted run ends. Resuming a run that is past --max-steps does nothing."""
+    import signal
+    data, init = sft
+    common = ["--algo", "pag-rl", "--max-steps", "2", "--save-every", "1000", "--tasks-per-step", "2",
+              "--group-size", "2", "--lr", "3e-3"]
+    rl(data, init, tmp_path / "full", *common)
+    real = train_rl.step_tasks
+
+    def ctrl_c_in_step_0(tasks, n, step, seed):
+        if step == 0:
+            signal.raise_signal(signal.SIGINT)
+        return real(tasks, n, step, seed)
+    monkeypatch.setattr(train_rl, "step_tasks", ctrl_c_in_step_0)
+    with pytest.raises(SystemExit) as e:
+        rl(data, init, tmp_path / "run", *common)
+    assert e.value.code == 130 and "interrupted at step 1: saved" in capsys.readouterr().out
+    monkeypatch.undo()
+    rl(data, init, tmp_path / "run", *common, "--resume")
+    a = load_checkpoint(str(tmp_path / "full"), 2)[0].state_dict()
+    b = load_checkpoint(str(tmp_path / "run"), 2)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert rl(data, init, tmp_path / "run", *common[:2], "--max-steps", "1", "--resume") == {}
+    assert "at step 2, at or past --max-steps 1: nothing to train" in capsys.readouterr().out
