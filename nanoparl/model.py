@@ -96,6 +96,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
+        if x.dtype == torch.float32:  # one fused kernel, the same numbers as the lines below
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         # normalise in float32 for stability, as Llama does
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -133,17 +135,25 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
             self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
 
-    def forward(self, x, cos, sin, layer_cache=None, mask="causal"):
+    def forward(self, x, cos, sin, layer_cache=None, mask="causal", q_at=None):
         """mask: "causal" (the keys are exactly these T tokens), None (every key is visible) or a
         boolean (B|1, 1, T, S) tensor, True = visible. layer_cache(k, v) stores the new keys and
-        values and returns all keys and values of the rows, (B, Hkv, S, D)."""
+        values and returns all keys and values of the rows, (B, Hkv, S, D).
+        q_at: LongTensor (B,), optional: one query per row, at position q_at[b] (keys and values
+        still come from all T positions); mask is then that query's, (B, 1, 1, S)."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        k_cos, k_sin = cos, sin
+        if q_at is not None:
+            b = torch.arange(B, device=x.device)
+            x = x[b, q_at][:, None]  # (B, 1, C)
+            cos, sin = cos.expand(B, T, -1, -1)[b, q_at][:, None], sin.expand(B, T, -1, -1)[b, q_at][:, None]
+            T = 1
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, k_cos, k_sin)
         if layer_cache is not None:
             k, v = layer_cache(k, v)  # (B, Hkv, S, D)
         else:
@@ -182,8 +192,11 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, layer_cache=None, mask="causal"):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, layer_cache, mask)
+    def forward(self, x, cos, sin, layer_cache=None, mask="causal", q_at=None):
+        h = self.self_attn(self.input_layernorm(x), cos, sin, layer_cache, mask, q_at)
+        if q_at is not None:  # only these positions go on: (B, 1, C)
+            x = x[torch.arange(x.shape[0], device=x.device), q_at][:, None]
+        x = x + h
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -245,7 +258,8 @@ class GPT(nn.Module):
             for layer in self.layers:
                 x = layer(x, cos, sin)
         else:
-            x = self._forward_cached(x, cache, rows)
+            x = self._forward_cached(x, cache, rows, last)
+            last = None  # the last layer already kept those positions only
         if last is not None:
             x = x[torch.arange(B, device=x.device), last][:, None]  # (B, 1, C)
         logits = self.lm_head(self.norm(x)).float()
@@ -254,7 +268,7 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
-    def _forward_cached(self, x, cache, rows):
+    def _forward_cached(self, x, cache, rows, last=None):
         B, T, _ = x.shape
         dev = x.device
         all_rows = rows is None  # then the cache is read and written through slices
@@ -284,6 +298,11 @@ class GPT(nn.Module):
             sin = self.rope_sin[pos][:, :, None, :]
             # query at position p sees keys 0..p of its own row
             mask = (torch.arange(S, device=dev)[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, S)
+        if last is not None:
+            # the last layer needs queries, attention and MLP at position last[b] only (its keys and
+            # values still go to the cache for all T): a prompt's last layer costs one token's work
+            q_pos = start + last  # (B,)
+            q_mask = (torch.arange(S, device=dev)[None, :] <= q_pos[:, None])[:, None, None]  # (B, 1, 1, S)
         for i, layer in enumerate(self.layers):
             kc, vc = cache.k[i], cache.v[i]  # (Bc, Hkv, L, D)
 
@@ -302,5 +321,8 @@ class GPT(nn.Module):
                     return kc[:, :, :S].to(k.dtype), vc[:, :, :S].to(v.dtype)
                 return kc[rows, :, :S].to(k.dtype), vc[rows, :, :S].to(v.dtype)
 
-            x = layer(x, cos, sin, layer_cache, mask)
+            if last is not None and i == len(self.layers) - 1:
+                x = layer(x, cos, sin, layer_cache, q_mask, q_at=last)  # (B, 1, C)
+            else:
+                x = layer(x, cos, sin, layer_cache, mask)
         return x

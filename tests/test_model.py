@@ -123,3 +123,35 @@ def test_cached_attention_paths_match_full_forward():
         assert out.shape == (3, 1, 97)
         want = torch.stack([full[0, 14], full[1, 16], full[2, 14]])
         assert (out[:, 0] - want).abs().max() < 1e-4
+
+
+def test_last_positions_only_equal_the_full_forward():
+    """forward(..., last=) skips the last layer's work at every other position: same logits, same
+    cache contents as a full forward (for an empty cache, equal starts and ragged starts)."""
+    model = tiny(qk_norm=True)
+    idx = torch.randint(0, 97, (3, 12))
+    last = torch.tensor([11, 4, 7])
+    with torch.no_grad():
+        full_cache, cache = KVCache(model.config, 3, 32), KVCache(model.config, 3, 32)
+        full = model(idx, cache=full_cache)
+        out = model(idx, cache=cache, last=last)
+        assert out.shape == (3, 1, 97)
+        assert (out[:, 0] - full[torch.arange(3), last]).abs().max() < 1e-4
+        assert torch.equal(cache.k, full_cache.k) and torch.equal(cache.v, full_cache.v)
+        for c in (cache, full_cache):
+            c.lengths += torch.tensor([12, 5, 8])  # ragged from here on
+        full = model(idx[:, :6], cache=full_cache)
+        out = model(idx[:, :6], cache=cache, last=torch.tensor([5, 0, 2]))
+        assert (out[:, 0] - full[torch.arange(3), torch.tensor([5, 0, 2])]).abs().max() < 1e-4
+        assert (cache.k - full_cache.k).abs().max() < 1e-5
+
+
+def test_rmsnorm_fused_path_equals_the_formula():
+    from nanoparl.model import RMSNorm
+    norm = RMSNorm(32, 1e-5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(4, 7, 32) * 3
+    want = norm.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5))
+    torch.testing.assert_close(norm(x), want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(norm(x.double()), want.double(), atol=1e-6, rtol=1e-6)  # the unfused path
