@@ -136,7 +136,10 @@ def main(argv=None):
         splits = generate_splits(settings, args.seed, sizes)
     except RuntimeError as e:  # a category these classes cannot make, e.g. miss_param from MathAPI alone
         raise SystemExit(f"error: {e}; add --classes or drop --categories")
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: --out {args.out}: cannot create it ({e.strerror or e})")
     for split, tasks in splits.items():
         save_tasks(os.path.join(args.out, f"tasks_{split}.jsonl"), tasks)
     t_tasks = time.time() - t0

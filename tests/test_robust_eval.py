@@ -172,5 +172,6 @@ def test_bad_data_gen_input_stops_before_writing(tmp_path, extra, message, capsy
 def test_data_gen_refuses_a_file_as_out_and_takes_single_turn_val(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     assert "is a file" in refused(lambda: data_gen.main(SMALL + ["--out", str(tmp_path / "f")]), capsys)
+    assert "cannot create it" in refused(lambda: data_gen.main(SMALL + ["--out", str(tmp_path / "f" / "d")]), capsys)
     data_gen.main(SMALL + ["--out", str(tmp_path / "d"), "--max-turns", "1", "--categories", "base", "--n-val", "1"])
     assert "no val task has 2 turns or more" in capsys.readouterr().out
