@@ -102,12 +102,13 @@ def default_preset():
 def add_threads_flag(parser):
     """--threads for every script, default $THREADS when set, else torch's own default.
 
-    torch's default (one thread per core, or $OMP_NUM_THREADS) stays the default: it is what the
-    README's timings on an idle machine were taken with. On a machine that other jobs are using it
-    is a trap, as threads that wait for each other on shared cores are far slower than one thread
-    (measured with a second job running: run.sh on the micro preset took 654 s with 2 threads, 74 s
-    with 1; bench.py's cpu-preset training step 8.2 s with 2 threads, 1.1 s with 1). So the choice
-    is the user's, in one place: THREADS=1 bash run.sh passes --threads 1 to every stage."""
+    torch's default (one thread per core, or $OMP_NUM_THREADS) stays the default: on an idle
+    machine it is the faster one (2 cores: bench.py's cpu-preset training step 0.65 s with 2 threads,
+    1.05 s with 1; run.sh on the micro preset 79 s against 101 s). On a machine that other jobs are
+    using it is a trap, as threads that wait for each other on shared cores are far slower than one
+    thread (measured with a second job running: the same training step 8.2 s with 2 threads, 1.1 s
+    with 1; run.sh micro 654 s against 74 s). So the choice is the user's, in one place:
+    THREADS=1 bash run.sh passes --threads 1 to every stage."""
     env = os.environ.get("THREADS", "")
     if env and not (env.isdigit() and int(env) > 0):
         raise SystemExit(f"error: THREADS={env!r} must be a positive integer (or unset)")
