@@ -383,7 +383,8 @@ def memory_estimate(preset, seq_len=None):
     activation bytes per token. -> dict of named parts, and their sums under 'sft' and 'rl'.
 
     SFT: fp32 weights + grads + optimizer state (Muon: 1 buffer for block matrices, AdamW: 2
-    elsewhere) + activations of a full batch of seq_len tokens (default block_size: the worst case).
+    elsewhere) + activations of one micro-batch (micro_batch_size samples; gradients accumulate over
+    the batch) of seq_len tokens each (default block_size: the worst case).
     RL: weights + grads + AdamW state + the larger of the rollout (bf16 KV cache for tasks_per_step x
     group_size rows of block_size tokens, plus one prefill chunk of logits) and the update (a
     micro-batch of 16 sequences of block_size tokens). No reference model (--kl 0, the default)."""
@@ -404,7 +405,7 @@ def memory_estimate(preset, seq_len=None):
         "grads": 4 * n_params,
         "sft_optimizer": 4 * muon + 8 * (n_params - muon) if sft.get("muon_lr") else 8 * n_params,
         "activation_bytes_per_token": act,
-        "sft_activations": act * sft["batch_size"] * T,
+        "sft_activations": act * min(sft["batch_size"], sft["micro_batch_size"]) * T,
         "rl_optimizer": 8 * n_params,
         "rl_kv_cache": kv,
         "rl_rollout": kv + prefill_logits,
@@ -424,8 +425,8 @@ def bench_memory(args, device):
         p = get_preset(args.preset)
         label = f"{T} tokens" if T else f"block_size {p['model']['block_size']}"
         print(f"memory[{args.preset}] {m['params'] / 1e6:.1f}M params, activations "
-              f"{m['activation_bytes_per_token'] / 1024:.0f} KiB/token (fp32, measured), SFT batch "
-              f"{p['sft']['batch_size']} x {label}:")
+              f"{m['activation_bytes_per_token'] / 1024:.0f} KiB/token (fp32, measured), SFT micro-batch "
+              f"{min(p['sft']['batch_size'], p['sft']['micro_batch_size'])} x {label}:")
         print(f"  SFT: weights {m['weights'] / gib:.2f} + grads {m['grads'] / gib:.2f} + optimizer "
               f"{m['sft_optimizer'] / gib:.2f} + activations {m['sft_activations'] / gib:.2f} = "
               f"{m['sft'] / gib:.1f} GiB -> {'fits' if m['sft'] < 24 * gib else 'does NOT fit'} in 24 GB")

@@ -6,13 +6,15 @@
 #   bash run.sh              # preset gpu with CUDA, else cpu
 #   PRESET=micro bash run.sh # seconds-scale smoke run
 #   bash run.sh --full       # + the ablations: PAG-SFT + MT-GRPO, SFT + pag-rl (history policy)
-#   PRESET=gpu MAX_STEPS=2 MAX_TASKS=8 bash run.sh   # smoke: every stage of a preset, tiny counts
+#   PRESET=gpu MAX_STEPS=2 MAX_TASKS=8 MAX_TOKENS=32 bash run.sh   # smoke: every stage, tiny counts
 #   THREADS=1 bash run.sh    # torch threads per stage (default: torch's, one per core); use 1 on a
 #                            # machine that other jobs are using: waiting threads are slower than one
 #
-# MAX_STEPS caps every training stage; MAX_TASKS caps every data split, the SFT val samples, the
-# RL tasks per step and val tasks, and the test tasks evaluated. Real model shapes, real data
-# format, real rollouts: what a first GPU run would hit, in minutes on a CPU.
+# MAX_STEPS caps every training stage; MAX_TASKS caps every data split, the SFT batch and val
+# samples, the RL tasks per step and val tasks (with groups of 2 rollouts), and the test tasks
+# evaluated; MAX_TOKENS caps the tokens of one assistant step in RL and eval (an untrained model
+# never stops on its own). Real model shapes, real data format, real rollouts: what a first GPU
+# run would hit, in minutes on a CPU.
 #
 # Every stage writes into out/<preset>/ and is skipped when its DONE marker exists; a killed stage
 # resumes from its last checkpoint (--resume). Ctrl-C saves a checkpoint at the end of the current
@@ -31,16 +33,17 @@ PRESET=${PRESET:-$(python -c "from nanoparl.common import default_preset; print(
 python -c "import sys; from nanoparl.common import PRESETS; sys.exit(0 if '$PRESET' in PRESETS else
   f'unknown PRESET=$PRESET; choose one of {sorted(PRESETS)}')"
 THREADS_FLAG=(); if [ -n "${THREADS:-}" ]; then THREADS_FLAG=(--threads "$THREADS"); fi
-SMOKE=""; if [ -n "${MAX_STEPS:-}${MAX_TASKS:-}" ]; then SMOKE="-smoke"; fi  # capped runs: folders of their own
+SMOKE=""; if [ -n "${MAX_STEPS:-}${MAX_TASKS:-}${MAX_TOKENS:-}" ]; then SMOKE="-smoke"; fi  # capped runs: folders of their own
 DATA=${DATA:-data/$PRESET$SMOKE}
 OUT=${OUT:-out/$PRESET$SMOKE}
 mkdir -p "$OUT"
 DATA_CAP=(); SFT_CAP=(); RL_CAP=(); EVAL_CAP=()
 if [ -n "${MAX_STEPS:-}" ]; then SFT_CAP+=(--max-steps "$MAX_STEPS"); RL_CAP+=(--max-steps "$MAX_STEPS"); fi
 if [ -n "${MAX_TASKS:-}" ]; then
-  DATA_CAP=(--max-tasks "$MAX_TASKS"); SFT_CAP+=(--eval-samples "$MAX_TASKS")
-  RL_CAP+=(--tasks-per-step "$MAX_TASKS" --eval-tasks "$MAX_TASKS"); EVAL_CAP=(--max-tasks "$MAX_TASKS")
+  DATA_CAP=(--max-tasks "$MAX_TASKS"); SFT_CAP+=(--batch-size "$MAX_TASKS" --eval-samples "$MAX_TASKS")
+  RL_CAP+=(--tasks-per-step "$MAX_TASKS" --group-size 2 --eval-tasks "$MAX_TASKS"); EVAL_CAP=(--max-tasks "$MAX_TASKS")
 fi
+if [ -n "${MAX_TOKENS:-}" ]; then RL_CAP+=(--step-tokens "$MAX_TOKENS"); EVAL_CAP+=(--step-tokens "$MAX_TOKENS"); fi
 START=$(date +%s)
 
 stage() {  # stage NAME COMMAND...: run unless done, time it, mark it done

@@ -33,6 +33,7 @@ on from there. A folder that already holds checkpoints needs --resume or --overw
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -74,6 +75,8 @@ def parse_args(argv=None):
     g = p.add_argument_group("optimisation (default: the preset's 'sft' section, 'base' for --data base)")
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=None, help="global batch (samples), split across ranks")
+    g.add_argument("--micro-batch-size", type=int, default=None,
+                   help="samples per forward/backward on one rank; gradients accumulate up to the batch")
     g.add_argument("--lr", type=float, default=None, help="AdamW lr (embedding, lm_head, norms; all weights without Muon)")
     g.add_argument("--muon-lr", type=float, default=None, help="Muon lr for the 2-D block weights; 0 = AdamW there too")
     g.add_argument("--min-lr-frac", type=float, default=0.1, help="the cooldown decays to lr * this")
@@ -248,12 +251,12 @@ def train(args, stop):
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
     hp = dict(preset["base" if args.data == "base" else "sft"])
-    for key in ("max_steps", "batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "eval_every",
+    for key in ("max_steps", "batch_size", "micro_batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "eval_every",
                 "eval_samples", "save_every"):
         if getattr(args, key) is not None:
             hp[key] = getattr(args, key)
     check_settings(dict(hp, log_every=args.log_every, keep_last=args.keep_last),
-                   positive=("batch_size", "eval_every", "save_every", "log_every"),
+                   positive=("batch_size", "micro_batch_size", "eval_every", "save_every", "log_every"),
                    non_negative=("max_steps", "warmup_steps", "eval_samples", "keep_last"))
     if hp["batch_size"] % world:
         raise SystemExit(f"error: --batch-size {hp['batch_size']} must be divisible by the {world} ranks")
@@ -355,19 +358,28 @@ def train(args, stop):
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * lr
         ids = batch_indices(lengths, hp["batch_size"], step, args.seed)
-        idx, targets = collate([train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]], tok.end_id,
-                               every_token=args.data == "base")
-        idx, targets = idx.to(device), targets.to(device)
-        # normalise by the GLOBAL number of trained tokens, so that N ranks == 1 rank exactly
-        n_tok = (targets != -1).sum().float()
+        rows = [train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]]
+        # gradient accumulation: micro-batches of micro_batch_size samples bound the activation
+        # memory (README, "The gpu preset"); each is padded to its own longest sample
+        micro = [collate(rows[i:i + hp["micro_batch_size"]], tok.end_id, every_token=args.data == "base")
+                 for i in range(0, len(rows), hp["micro_batch_size"])]
+        # normalise by the GLOBAL number of trained tokens, so that N ranks == 1 rank and
+        # k micro-batches == 1 batch exactly
+        n_tok = sum((targets != -1).sum() for _, targets in micro).float().to(device)
         if world > 1:
             dist.all_reduce(n_tok)
-        with autocast(device):
-            logits = ddp(idx)
-        loss_sum = torch.nn.functional.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1, reduction="sum")
-        loss = loss_sum / n_tok * world  # DDP averages gradients over ranks; undo that
-        loss.backward()
+        loss = 0.0
+        for j, (idx, targets) in enumerate(micro):
+            idx, targets = idx.to(device), targets.to(device)
+            last_micro = j == len(micro) - 1
+            with ddp.no_sync() if world > 1 and not last_micro else contextlib.nullcontext():
+                with autocast(device):
+                    logits = ddp(idx)
+                loss_sum = torch.nn.functional.cross_entropy(
+                    logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1, reduction="sum")
+                micro_loss = loss_sum / n_tok * world  # DDP averages gradients over ranks; undo that
+                micro_loss.backward()
+            loss = loss + micro_loss.detach()
         reported = loss.detach() / world
         if world > 1:
             dist.all_reduce(reported)

@@ -34,9 +34,11 @@ PRESETS = {
         "data": dict(n_train=200, n_val=40, n_test=40, n_base=40, max_turns=4, long_output_chars=1500,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
-        "base": dict(batch_size=8, lr=3e-3, muon_lr=0.02, max_steps=20, warmup_steps=5, cooldown_frac=0.3,
+        "base": dict(batch_size=8, micro_batch_size=8,
+                     lr=3e-3, muon_lr=0.02, max_steps=20, warmup_steps=5, cooldown_frac=0.3,
                      eval_every=10, eval_samples=32, save_every=10),
-        "sft": dict(batch_size=8, lr=3e-3, muon_lr=0.02, max_steps=60, warmup_steps=10, cooldown_frac=0.3,
+        "sft": dict(batch_size=8, micro_batch_size=8,
+                    lr=3e-3, muon_lr=0.02, max_steps=60, warmup_steps=10, cooldown_frac=0.3,
                     eval_every=30, eval_samples=32, save_every=30),
         "rl": dict(tasks_per_step=4, group_size=4, ppo_epochs=1, lr=3e-4, max_steps=6, step_tokens=96,
                    eval_every=3, eval_tasks=8, save_every=3),
@@ -55,11 +57,13 @@ PRESETS = {
                      categories=["base", "miss_param", "miss_func", "long_context"]),
         # sft: Muon + QK-norm + names-only prompt + a long plateau: the recipe under which the copy
         # circuit appears (README, "Teaching a tiny model to copy")
-        "sft": dict(batch_size=32, lr=2e-3, muon_lr=0.02, max_steps=1300, warmup_steps=100, cooldown_frac=0.3,
+        "sft": dict(batch_size=32, micro_batch_size=32,
+                    lr=2e-3, muon_lr=0.02, max_steps=1300, warmup_steps=100, cooldown_frac=0.3,
                     eval_every=100, eval_samples=200, save_every=100),
         # base: the stage exists (train_sft.py --data base) but run.sh skips it at max_steps=0: at equal
         # wall time, SFT alone copies sooner on 2 cores (README, "Teaching a tiny model to copy")
-        "base": dict(batch_size=32, lr=2e-3, muon_lr=0.02, max_steps=0, warmup_steps=100, cooldown_frac=0.3,
+        "base": dict(batch_size=32, micro_batch_size=32,
+                     lr=2e-3, muon_lr=0.02, max_steps=0, warmup_steps=100, cooldown_frac=0.3,
                      eval_every=250, eval_samples=200, save_every=50),
         "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=15, step_tokens=160,
                    eval_every=15, eval_tasks=100, save_every=5),
@@ -76,10 +80,13 @@ PRESETS = {
         "data": dict(n_train=20000, n_val=500, n_test=1000, n_base=20000, max_turns=6, long_output_chars=2700,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
-        # base then SFT, as in the paper (a pretrained base) and nanochat (base_train -> sft)
-        "base": dict(batch_size=64, lr=1e-3, muon_lr=0.02, max_steps=2000, warmup_steps=100, cooldown_frac=0.3,
+        # base then SFT, as in the paper (a pretrained base) and nanochat (base_train -> sft);
+        # micro-batches of 16 samples keep activations within 24 GB (bench.py --only memory)
+        "base": dict(batch_size=64, micro_batch_size=16,
+                     lr=1e-3, muon_lr=0.02, max_steps=2000, warmup_steps=100, cooldown_frac=0.3,
                      eval_every=500, eval_samples=500, save_every=500),
-        "sft": dict(batch_size=64, lr=1e-3, muon_lr=0.02, max_steps=3000, warmup_steps=100, cooldown_frac=0.3,
+        "sft": dict(batch_size=64, micro_batch_size=16,
+                    lr=1e-3, muon_lr=0.02, max_steps=3000, warmup_steps=100, cooldown_frac=0.3,
                     eval_every=500, eval_samples=500, save_every=500),
         "rl": dict(tasks_per_step=32, group_size=8, ppo_epochs=2, lr=5e-5, max_steps=200, step_tokens=256,
                    eval_every=25, eval_tasks=500, save_every=25),

@@ -103,6 +103,15 @@ def test_resume_is_exact(data_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_micro_batches_accumulate_to_the_full_batch(data_dir, tmp_path):
+    common = ["--max-steps", "3", "--batch-size", "4", "--eval-every", "1000", "--save-every", "1000"]
+    run(data_dir, tmp_path / "full", *common)
+    run(data_dir, tmp_path / "micro", *common, "--micro-batch-size", "1")
+    a = load_checkpoint(str(tmp_path / "full"))[0].state_dict()
+    b = load_checkpoint(str(tmp_path / "micro"))[0].state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     with pytest.raises(SystemExit) as e:
         run(data_dir, tmp_path / "nan", "--max-steps", "30", "--batch-size", "4", "--lr", "1e30",
@@ -118,6 +127,7 @@ def test_ddp_two_ranks_equal_one_process(data_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                     "--master_port=29517", os.path.join(ROOT, "train_sft.py"), *common,
+                    "--micro-batch-size", "1",  # 2 accumulated micro-batches per rank: no_sync, then sync
                     "--out", str(tmp_path / "ddp")], check=True, env=env, cwd=ROOT, capture_output=True)
     subprocess.run([sys.executable, os.path.join(ROOT, "train_sft.py"), *common, "--out", str(tmp_path / "one")],
                    check=True, env=env, cwd=ROOT, capture_output=True)
