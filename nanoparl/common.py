@@ -107,34 +107,61 @@ def default_preset():
 
 
 def add_threads_flag(parser):
-    """--threads for every script, default $THREADS when set, else torch's own default.
+    """--threads for every script: default $THREADS when set, else one thread per idle core.
 
-    torch's default (one thread per core, or $OMP_NUM_THREADS) stays the default: on an idle
-    machine it is the faster one (2 cores: bench.py's cpu-preset training step 0.65 s with 2 threads,
-    1.05 s with 1; run.sh on the micro preset 79 s against 101 s). On a machine that other jobs are
-    using it is a trap, as threads that wait for each other on shared cores are far slower than one
-    thread (measured with a second job running: the same training step 8.2 s with 2 threads, 1.1 s
-    with 1; run.sh micro 654 s against 74 s). So the choice is the user's, in one place:
-    THREADS=1 bash run.sh passes --threads 1 to every stage."""
+    Why not simply torch's default (one thread per core)? On an idle machine it is the faster one
+    (2 cores: bench.py's cpu-preset training step 0.65 s with 2 threads, 1.05 s with 1; run.sh on
+    the micro preset 79-86 s against 101 s). On a machine that other jobs are using it is a trap:
+    threads that wait for each other on shared cores are far slower than one thread (with a second
+    job running: the same training step 8.2 s with 2 threads, 1.1 s with 1; run.sh micro 654 s
+    against 74 s). So when neither --threads nor $THREADS is given, set_threads() counts the idle
+    cores at start-up (idle_cores) and uses that many, at least 1, at most torch's default."""
     env = os.environ.get("THREADS", "")
     if env and not (env.isdigit() and int(env) > 0):
         raise SystemExit(f"error: THREADS={env!r} must be a positive integer (or unset)")
     default = int(env) if env else None
-    now = f"$THREADS = {default}" if default else f"$THREADS is unset: torch's default, {torch.get_num_threads()} here"
+    now = f"$THREADS = {default}" if default else "$THREADS is unset"
     parser.add_argument("--threads", type=int, default=default,
-                        help=f"CPU threads for torch and the tokenizer (default: $THREADS if set, else torch's "
-                             f"default, one per core; now {now}); 1 is faster on a machine other jobs use")
+                        help=f"CPU threads for torch and the tokenizer (default: $THREADS if set, else one per "
+                             f"core that is idle at start-up, at most {torch.get_num_threads()} here; now {now})")
+
+
+def _cpu_times():
+    """(idle, total) jiffies of all cores together, from /proc/stat (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
+
+
+def idle_cores(window=0.2):
+    """How many cores sat idle over the next `window` seconds (a float), or None where unknown."""
+    a = _cpu_times()
+    time.sleep(window)
+    b = _cpu_times()
+    if a is None or b is None or b[1] <= a[1]:
+        return None
+    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
 
 
 def set_threads(n):
-    """Apply --threads (None: leave torch's default). Also caps the thread pool of the Rust
-    tokenizers library, which reads RAYON_NUM_THREADS when it first runs."""
+    """Apply --threads. None: one thread per idle core (at least 1, at most torch's default), unless
+    $OMP_NUM_THREADS already decided. Also caps the thread pool of the Rust tokenizers library,
+    which reads RAYON_NUM_THREADS when it first runs. -> the number of threads in use."""
     if n is None:
-        return
+        if "OMP_NUM_THREADS" in os.environ or torch.get_num_threads() == 1:
+            return torch.get_num_threads()
+        idle = idle_cores()
+        if idle is None:
+            return torch.get_num_threads()
+        n = max(1, min(torch.get_num_threads(), round(idle)))
     if n < 1:
         raise SystemExit(f"error: --threads must be at least 1 (got {n})")
     torch.set_num_threads(n)
     os.environ["RAYON_NUM_THREADS"] = str(n)
+    return n
 
 
 # ----------------------------------------------------------------------------

@@ -82,6 +82,30 @@ def test_threads_flag_default_comes_from_the_env(monkeypatch):
         set_threads(0)
 
 
+def test_default_threads_are_the_idle_cores(monkeypatch):
+    """No --threads, no $THREADS: one thread per core idle at start-up (a busy machine gets 1)."""
+    from nanoparl import common
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(common.time, "sleep", lambda s: None)
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        for idle_jiffies, want in ((200, 2), (10, 1), (110, 1)):  # of 200 jiffies on 2 cores
+            times = iter([(0, 0), (idle_jiffies, 200)])
+            monkeypatch.setattr(common, "_cpu_times", lambda: next(times))
+            torch.set_num_threads(2)
+            assert set_threads(None) == want and torch.get_num_threads() == want
+        monkeypatch.setattr(common, "_cpu_times", lambda: None)  # not Linux: torch's default stays
+        torch.set_num_threads(2)
+        assert set_threads(None) == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user decided: no probe
+        monkeypatch.setattr(common, "_cpu_times", lambda: 1 / 0)
+        assert set_threads(None) == 2
+    finally:
+        torch.set_num_threads(before)
+        monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+
+
 # ----------------------------------------------------------------------------
 # stop conditions, bad flags
 
