@@ -7,8 +7,8 @@
 #   PRESET=micro bash run.sh # seconds-scale smoke run
 #   bash run.sh --full       # + the ablations: PAG-SFT + MT-GRPO, SFT + pag-rl (history policy)
 #   PRESET=gpu MAX_STEPS=2 MAX_TASKS=8 MAX_TOKENS=32 bash run.sh   # smoke: every stage, tiny counts
-#   THREADS=1 bash run.sh    # torch threads per stage (default: torch's, one per core); use 1 on a
-#                            # machine that other jobs are using: waiting threads are slower than one
+#   THREADS=1 bash run.sh    # torch threads per stage (default: one per core idle when the stage
+#                            # starts; waiting threads on shared cores are slower than one)
 #
 # MAX_STEPS caps every training stage; MAX_TASKS caps every data split, the SFT batch and val
 # samples, the RL tasks per step and val tasks (with groups of 2 rollouts), and the test tasks
