@@ -271,9 +271,11 @@ class GPT(nn.Module):
     def _forward_cached(self, x, cache, rows, last=None):
         B, T, _ = x.shape
         dev = x.device
-        all_rows = rows is None  # then the cache is read and written through slices
-        if all_rows:
-            rows = torch.arange(cache.batch_size, device=dev)
+        if rows is None:
+            rows, sel = torch.arange(cache.batch_size, device=dev), slice(None)
+        else:  # a block of consecutive rows is a slice of the cache (a view); other sets are gathered
+            r = rows.tolist()
+            sel = slice(r[0], r[0] + len(r)) if r == list(range(r[0], r[0] + len(r))) else rows
         start = cache.lengths[rows]  # (B,)
         starts = start.tolist()  # host copy (the forward's one sync): it picks the attention path
         s0, S = starts[0], max(starts) + T  # S: keys needed, up to the furthest new position
@@ -308,18 +310,13 @@ class GPT(nn.Module):
 
             def layer_cache(k, v, kc=kc, vc=vc):
                 # k, v: (B, T, Hkv, D), stored at [row, head, position]
-                if pos is None and all_rows:
-                    kc[:, :, s0:S] = k.transpose(1, 2)
-                    vc[:, :, s0:S] = v.transpose(1, 2)
-                elif pos is None:
-                    kc[rows, :, s0:S] = k.transpose(1, 2).to(kc.dtype)
-                    vc[rows, :, s0:S] = v.transpose(1, 2).to(vc.dtype)
+                if pos is None:  # the same positions in every row
+                    kc[sel, :, s0:S] = k.transpose(1, 2).to(kc.dtype)
+                    vc[sel, :, s0:S] = v.transpose(1, 2).to(vc.dtype)
                 else:
                     kc[rows[:, None], :, pos] = k.to(kc.dtype)
                     vc[rows[:, None], :, pos] = v.to(vc.dtype)
-                if all_rows:  # a slice, no copy
-                    return kc[:, :, :S].to(k.dtype), vc[:, :, :S].to(v.dtype)
-                return kc[rows, :, :S].to(k.dtype), vc[rows, :, :S].to(v.dtype)
+                return kc[sel, :, :S].to(k.dtype), vc[sel, :, :S].to(v.dtype)
 
             if last is not None and i == len(self.layers) - 1:
                 x = layer(x, cos, sin, layer_cache, q_mask, q_at=last)  # (B, 1, C)

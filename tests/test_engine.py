@@ -119,11 +119,11 @@ def test_sampler_greedy_and_reproducible():
 # Engine
 
 
-@pytest.mark.parametrize("prefill_chunk", [512, 3])
-def test_engine_greedy_matches_naive_ragged(prefill_chunk):
+@pytest.mark.parametrize("prefill_chunk,prefill_tokens", [(512, None), (3, None), (512, 24), (5, 10)])
+def test_engine_greedy_matches_naive_ragged(prefill_chunk, prefill_tokens):
     model = tiny_model(sharp=40.0)
     prompts = random_prompts([1, 5, 12, 3])
-    engine = Engine(model, batch_size=4, max_len=64, prefill_chunk=prefill_chunk)
+    engine = Engine(model, batch_size=4, max_len=64, prefill_chunk=prefill_chunk, prefill_tokens=prefill_tokens)
     assert engine.append(range(4), prompts) == [True] * 4
     outputs, reasons = engine.generate(range(4), 20, temperature=0)
     assert reasons == ["budget"] * 4
