@@ -96,7 +96,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        if x.dtype == torch.float32:  # one fused kernel, the same numbers as the lines below
+        if x.dtype == torch.float32 and not torch.is_grad_enabled():
+            # inference: one fused kernel, the same numbers as the lines below (in training its
+            # backward is slower on CPU than the plain ops', so training keeps the plain ops)
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         # normalise in float32 for stability, as Llama does
         xf = x.float()
