@@ -246,6 +246,28 @@ def row_names(paths, taken=()):
             depth[i] += 1
 
 
+def seed_groups(results):
+    """Rows that differ only in a trailing seed suffix (parl_mt_s1, parl_mt_s2, ... from
+    `SEEDS=3 bash run.sh`) -> {row without the suffix: {metric: (mean, std, n)}} for groups of two
+    or more. std is the sample standard deviation (ddof=1): with 3 seeds the population one would
+    understate the spread. Metrics: overall accuracy, steps per task, context tokens per step, and
+    the share of rollouts that ended in an empty turn (the decline collapse)."""
+    groups = {}
+    for name, res in results.items():
+        base, sep, seed = name.rpartition("_s")
+        if sep and seed.isdigit() and base:
+            groups.setdefault(base, []).append(res["overall"])
+    out = {}
+    for base, rows in groups.items():
+        if len(rows) < 2:
+            continue
+        vals = {"accuracy": [o["accuracy"] for o in rows], "steps": [o["steps"] for o in rows],
+                "ctx_mean": [o["ctx_mean"] for o in rows],
+                "empty_turn": [o["errors"].get("empty_turn", 0) / o["tasks"] for o in rows]}
+        out[base] = {k: (float(np.mean(v)), float(np.std(v, ddof=1)), len(v)) for k, v in vals.items()}
+    return out
+
+
 def check_out(path):
     """--out is written after the whole evaluation, so make sure now that it can be."""
     if path is None:
@@ -353,10 +375,20 @@ def main(argv=None):
     for name, res in results.items():
         if res["overall"]["errors"]:
             print(f"{name}: errors {res['overall']['errors']}")
+    seeds = seed_groups(results)
+    if seeds:
+        print(f"\nmean +- std over seeds (rows named <run>_s<seed>; sample std)")
+        print(f"{'model':{w}s} {'seeds':>5s} {'overall':>15s} {'steps':>13s} {'ctx/step':>11s} {'empty turn':>13s}")
+        for base, m in seeds.items():
+            a, st, c, e = m["accuracy"], m["steps"], m["ctx_mean"], m["empty_turn"]
+            print(f"{base:{w}s} {a[2]:5d} {a[0]:7.3f} +- {a[1]:.3f} {st[0]:6.2f} +- {st[1]:4.2f} "
+                  f"{c[0]:5.0f} +- {c[1]:3.0f} {e[0]:6.3f} +- {e[1]:.3f}")
     if args.out:
         tmp = f"{args.out}.tmp"
         with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
+            groups = {base: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in m.items()}
+                      for base, m in seeds.items()}
+            json.dump({**results, "seed_groups": groups} if groups else results, f, indent=2)
         os.replace(tmp, args.out)
     return results
 

@@ -7,6 +7,8 @@
 #   PRESET=micro bash run.sh # seconds-scale smoke run
 #   bash run.sh --full       # + the ablations: PAG-SFT + MT-GRPO, SFT + pag-rl (history policy)
 #   PRESET=gpu MAX_STEPS=2 MAX_TASKS=8 MAX_TOKENS=32 bash run.sh   # smoke: every stage, tiny counts
+#   SEEDS=3 bash run.sh      # every RL row trained with seeds 1..3 (rows <run>_s1..3; the table adds
+#                            # mean +- std per row); default: one run per row, seed 1337
 #   THREADS=1 bash run.sh    # torch threads per stage (default: one per core idle when the stage
 #                            # starts; waiting threads on shared cores are slower than one)
 #
@@ -67,17 +69,25 @@ stage sft_plain python train_sft.py --preset "$PRESET" --data plain --data-dir "
                   --resume "${INIT[@]}" "${SFT_CAP[@]}" "${THREADS_FLAG[@]}"
 stage sft_pag   python train_sft.py --preset "$PRESET" --data pag --data-dir "$DATA" --out "$OUT/sft_pag" \
                   --resume "${INIT[@]}" "${SFT_CAP[@]}" "${THREADS_FLAG[@]}"
-stage mt_grpo   python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_plain" --data-dir "$DATA" \
-                  --out "$OUT/mt_grpo" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
-stage parl_mt   python train_rl.py --preset "$PRESET" --algo pag-rl --init "$OUT/sft_pag" --data-dir "$DATA" \
-                  --out "$OUT/parl_mt" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
-RUNS=("$OUT/sft_plain" "$OUT/sft_pag" "$OUT/mt_grpo" "$OUT/parl_mt")
+RUNS=("$OUT/sft_plain" "$OUT/sft_pag")
+rl() {  # rl NAME INIT ARGS...: one RL row, or one per seed with SEEDS > 1
+  local name=$1 init=$2; shift 2
+  if [ "${SEEDS:-1}" = 1 ]; then
+    stage "$name" python train_rl.py --preset "$PRESET" --init "$OUT/$init" --data-dir "$DATA" --out "$OUT/$name" \
+                    --resume "$@" "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
+    RUNS+=("$OUT/$name"); return
+  fi
+  for s in $(seq 1 "$SEEDS"); do
+    stage "${name}_s$s" python train_rl.py --preset "$PRESET" --init "$OUT/$init" --data-dir "$DATA" \
+                          --out "$OUT/${name}_s$s" --seed "$s" --resume "$@" "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
+    RUNS+=("$OUT/${name}_s$s")
+  done
+}
+rl mt_grpo sft_plain --algo mt-grpo
+rl parl_mt sft_pag --algo pag-rl
 if [ "$FULL" = 1 ]; then
-  stage pag_mt_grpo python train_rl.py --preset "$PRESET" --algo mt-grpo --init "$OUT/sft_pag" --data-dir "$DATA" \
-                      --out "$OUT/pag_mt_grpo" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
-  stage no_awareness python train_rl.py --preset "$PRESET" --algo pag-rl --policy history --init "$OUT/sft_plain" \
-                      --data-dir "$DATA" --out "$OUT/no_awareness" --resume "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
-  RUNS+=("$OUT/pag_mt_grpo" "$OUT/no_awareness")
+  rl pag_mt_grpo sft_pag --algo mt-grpo
+  rl no_awareness sft_plain --algo pag-rl --policy history
 fi
 
 # the table: oracle (the ceiling) and every run, on the held-out test split

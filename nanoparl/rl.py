@@ -74,8 +74,10 @@ def composite_reward(traj, weights=None):
 
     Components (unweighted values, all of them, so the log can show each):
       format      well-formed steps / steps (0.0 if the model produced no step at all)
-      validity    1 - errored calls / executed calls; with no call executed, 1.0 only if the
-                  ground truth has no call either (else 0.0: doing nothing must not pay)
+      validity    1 - failed / attempted, where a turn whose ground truth has calls and which
+                  makes none (declined) counts as one attempted call that failed: declining is
+                  never better than a call that errors (the decline guard, see turn_rewards); with
+                  nothing attempted, 1.0 (the ground truth has no call either)
       success     1.0 if the checker passed the task, else 0.0
       progress    passed turns / turns (over traj["turn_passed"])
       efficiency  -min(1, extra / max(1, total ground-truth calls)), extra = sum over turns of
@@ -96,8 +98,10 @@ def composite_reward(traj, weights=None):
     for turn in turns:
         g, s = _turn_format(turn, policy)
         c, e = _turn_calls(turn)
-        good, steps, calls, errors = good + g, steps + s, calls + c, errors + e
         extra += max(0, c - turn["gt_steps"])
+        if c == 0 and turn["gt_steps"] > 0:
+            c = e = 1  # declined a turn that needs calls: one failed attempt
+        good, steps, calls, errors = good + g, steps + s, calls + c, errors + e
         gt_total += turn["gt_steps"]
         summary = turn["summary"] or ""
         found += sum(fact in summary for fact in turn["needed_facts"])
@@ -105,7 +109,7 @@ def composite_reward(traj, weights=None):
 
     comps = {
         "format": _share(good, steps, 0.0),
-        "validity": 1.0 - _share(errors, calls, 0.0) if calls else float(gt_total == 0),
+        "validity": 1.0 - _share(errors, calls, 0.0),
         "success": float(bool(traj["passed"])),
         "progress": _share(sum(map(bool, traj["turn_passed"])), len(traj["turn_passed"]), 0.0),
         "efficiency": -min(1.0, extra / max(1, gt_total)),
@@ -124,7 +128,14 @@ def turn_rewards(traj):
     r_t = passed_t + TURN_FORMAT_WEIGHT * format_t + TURN_VALIDITY_WEIGHT * validity_t
     with passed_t = 1.0 if the checker passed turn t (0.0 if the verdict is missing), format_t and
     validity_t as in composite_reward but over turn t alone (format_t = 0.0 for a turn with no step,
-    validity_t = 1.0 for a turn with no call). parts holds the three per-turn lists.
+    validity_t = 1.0 for a turn with no call only if its ground truth has none either, else 0.0).
+    parts holds the three per-turn lists.
+
+    The decline guard: a turn that should call and makes no call (an empty turn, or "no function
+    can do this") scores at most TURN_FORMAT_WEIGHT, the score of a call list that fails; a correct
+    call scores 1 + both weights. With validity 1.0 for every call-free turn, declining beat any
+    wrong call, and a policy that rarely succeeds learnt to decline every request (measured: MT-GRPO
+    ended 195 of 200 test tasks in an empty turn).
     """
     policy, verdicts = traj["policy"], traj["turn_passed"]
     parts = {"passed": [], "format": [], "validity": []}
@@ -132,7 +143,7 @@ def turn_rewards(traj):
         calls, errors = _turn_calls(turn)
         parts["passed"].append(float(bool(verdicts[t])) if t < len(verdicts) else 0.0)
         parts["format"].append(_share(*_turn_format(turn, policy), 0.0))
-        parts["validity"].append(1.0 - _share(errors, calls, 0.0))
+        parts["validity"].append(1.0 - _share(errors, calls, 0.0) if calls else float(turn["gt_steps"] == 0))
     rewards = [p + TURN_FORMAT_WEIGHT * f + TURN_VALIDITY_WEIGHT * v
                for p, f, v in zip(parts["passed"], parts["format"], parts["validity"])]
     return rewards, parts

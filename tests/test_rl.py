@@ -226,7 +226,39 @@ def test_unparseable_steps_lower_format_and_fail():
     assert c["format"] == pytest.approx(2 / 3) and c["format"] < 1
     assert c["success"] == 0.0 and c["progress"] == 0.5
     assert outcome_reward(t)[0] == 0.0
-    assert turn_rewards(t)[0] == pytest.approx([0.0 + 0.0 + 0.1, 1.2])
+    assert turn_rewards(t)[0] == pytest.approx([0.0 + 0.0 + 0.0, 1.2])  # no call where gt has one
+
+
+def test_declining_a_turn_that_needs_calls_never_pays():
+    """The decline guard: a turn whose ground truth has calls and in which the policy makes none
+    ("no available function can do this") scores below a correct call and no better than a call
+    list that fails, in MT-GRPO's turn reward and in the composite reward. A turn whose ground truth
+    has no call may decline at full validity."""
+    declined = turn([step("text")], gt=1)
+    correct = turn([step(), step("text")], gt=1)
+    failed = turn([step(n_errors=1), step("text")], gt=1)
+    (r_dec,), _ = turn_rewards(traj("history", [declined], [False]))
+    (r_ok,), _ = turn_rewards(traj("history", [correct], [True]))
+    (r_bad,), parts = turn_rewards(traj("history", [failed], [False]))
+    assert r_dec < r_ok and r_dec <= r_bad
+    assert r_dec == pytest.approx(0.1)  # format only: a well-formed reply
+    for policy, summary in (("history", None), ("awareness", "ok")):
+        def whole(t2, passed):
+            return composite_reward(traj(policy, [correct if policy == "history" else
+                                                  turn([step(), step("text")], summary="ok"), t2],
+                                         [True, passed]))[0]
+        dec = turn([step("text")], summary=summary, gt=1)
+        ok = turn([step(), step("text")], summary=summary, gt=1)
+        bad = turn([step(n_errors=1), step("text")], summary=summary, gt=1)
+        assert whole(dec, False) < whole(ok, True)
+        assert whole(dec, False) == pytest.approx(whole(bad, False))  # as a call that errors
+        # a whole trajectory of declines: validity 0, as low as calls that all fail
+        all_dec = composite_reward(traj(policy, [dec, dec], [False, False]))[1]
+        all_bad = composite_reward(traj(policy, [bad, bad], [False, False]))[1]
+        assert all_dec["validity"] == all_bad["validity"] == 0.0
+    # nothing to call: declining is right and keeps full validity
+    (r_none,), parts = turn_rewards(traj("history", [turn([step("text")], gt=0)], [True]))
+    assert parts["validity"] == [1.0] and r_none == pytest.approx(1.2)
 
 
 def test_forgotten_id_lowers_awareness_and_fails_the_turn():

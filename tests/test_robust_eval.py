@@ -175,3 +175,21 @@ def test_data_gen_refuses_a_file_as_out_and_takes_single_turn_val(tmp_path, caps
     assert "cannot create it" in refused(lambda: data_gen.main(SMALL + ["--out", str(tmp_path / "f" / "d")]), capsys)
     data_gen.main(SMALL + ["--out", str(tmp_path / "d"), "--max-turns", "1", "--categories", "base", "--n-val", "1"])
     assert "no val task has 2 turns or more" in capsys.readouterr().out
+
+
+def test_seed_groups_mean_and_sample_std():
+    def row(acc, steps, ctx, empty, tasks=10):
+        return {"overall": {"accuracy": acc, "steps": steps, "ctx_mean": ctx, "tasks": tasks,
+                            "errors": {"empty_turn": empty} if empty else {}}}
+    results = {"sft_pag": row(0.5, 6.0, 250, 0),
+               "parl_mt_s1": row(0.6, 5.0, 240, 1), "parl_mt_s2": row(0.7, 6.0, 260, 0),
+               "parl_mt_s3": row(0.8, 7.0, 250, 2),
+               "mt_grpo_s1": row(0.1, 9.0, 500, 0),          # one seed: no group
+               "a/b_sx": row(0.0, 1.0, 1, 0)}                # not a seed suffix
+    groups = evaluation.seed_groups(results)
+    assert list(groups) == ["parl_mt"]
+    g = groups["parl_mt"]
+    assert g["accuracy"][0] == pytest.approx(0.7) and g["accuracy"][2] == 3
+    assert g["accuracy"][1] == pytest.approx(0.1)            # sample std of 0.6, 0.7, 0.8
+    assert g["steps"][:2] == pytest.approx((6.0, 1.0))
+    assert g["empty_turn"][0] == pytest.approx(0.1)           # (1 + 0 + 2) / 3 / 10 tasks
