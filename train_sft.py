@@ -168,7 +168,7 @@ def evaluate(model, samples, tok, device, batch_size):
                    (a message is a maximal run of mask-1 targets, its closing <|end|> included);
     digit_first    accuracy on the first digit of each number (digits are single tokens);
     digit_later    accuracy on the digits after it, which cannot be guessed from the phrasing:
-                   the copy probe (the README's curves show where it jumps);
+                   the copy probe (dev/LOG.md's curves show where it jumps);
     exact_awareness, exact_call, exact_reply
                    exact match by part of a message: the <summary>..</plan> prefix, a call list,
                    a plain-text reply (-1 where val has none of that kind).

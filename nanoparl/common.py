@@ -44,7 +44,7 @@ PRESETS = {
                    eval_every=3, eval_tasks=8, save_every=3),
         "eval": dict(max_tasks=None, step_tokens=96),
     },
-    # cpu: the whole main job on 2 CPU cores (~1M parameters; README, "Teaching a tiny model to copy")
+    # cpu: the whole main job on 2 CPU cores (~1M parameters; dev/LOG.md, "Teaching a tiny model to copy")
     "cpu": {
         "model": dict(n_layer=4, n_head=4, n_kv_head=2, n_embd=128, intermediate_size=384,
                       block_size=1536, rope_theta=10000.0, qk_norm=True),
@@ -56,12 +56,12 @@ PRESETS = {
                      classes=["TicketAPI", "TradingBot", "TravelAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),
         # sft: Muon + QK-norm + names-only prompt + a long plateau: the recipe under which the copy
-        # circuit appears (README, "Teaching a tiny model to copy")
+        # circuit appears (dev/LOG.md, "Teaching a tiny model to copy")
         "sft": dict(batch_size=32, micro_batch_size=32,
                     lr=2e-3, muon_lr=0.02, max_steps=1300, warmup_steps=100, cooldown_frac=0.3,
                     eval_every=100, eval_samples=200, save_every=100),
         # base: the stage exists (train_sft.py --data base) but run.sh skips it at max_steps=0: at equal
-        # wall time, SFT alone copies sooner on 2 cores (README, "Teaching a tiny model to copy")
+        # wall time, SFT alone copies sooner on 2 cores (dev/LOG.md, "Teaching a tiny model to copy")
         "base": dict(batch_size=32, micro_batch_size=32,
                      lr=2e-3, muon_lr=0.02, max_steps=0, warmup_steps=100, cooldown_frac=0.3,
                      eval_every=250, eval_samples=200, save_every=50),

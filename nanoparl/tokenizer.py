@@ -12,7 +12,7 @@ chooses it). An assistant message with "train": False (the previous turn's aware
 context in the awareness policy) is rendered the same way but masked 0.
 
 Digits are split into single tokens before BPE, so that a 4-digit ID is 4 tokens the model can copy
-one at a time (README, "Teaching a tiny model to copy").
+one at a time (dev/LOG.md, "Teaching a tiny model to copy").
 
 Special tokens are recognised only in assistant content (the awareness tags): in system, user and
 tool text they are encoded as plain bytes, so a tool result that echoes "<|end|>" cannot end a turn.
