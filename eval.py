@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nanoparl.agent import AgentLoop, trajectory_summary
+from nanoparl.agent import AgentLoop, trajectory_summary, transcript
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.common import (PRESETS, add_threads_flag, default_preset, get_device, get_preset, log0, run_cli,
                              seed_everything, set_threads)
@@ -146,18 +146,6 @@ def metrics(rollouts, policy, samples):
                                    if policy == "awareness" else None)
     out["overall"] = overall
     return out
-
-
-def show(name, rollout):
-    """Print one transcript; the header names the row, since --show prints one per model."""
-    verdict = "PASS" if rollout.verdict["passed"] else "FAIL " + str(rollout.verdict["error_type"])
-    print(f"=== {name} | {rollout.task['id']} ({rollout.task['category']}) -> {verdict}")
-    for k, turn in enumerate(rollout.turns):
-        print(f"[user] {rollout.task['question'][k][0]['content']}")
-        for m in turn["messages"]:
-            text = m["content"] if len(m["content"]) < 300 else m["content"][:300] + "..."
-            print(f"[{m['role']}] {text}")
-        print(f"  (ground truth: {rollout.task['ground_truth'][k]})")
 
 
 # ----------------------------------------------------------------------------
@@ -352,7 +340,7 @@ def main(argv=None):
         results[name] = metrics(rollouts, policy, args.samples)
         results[name]["overall"].update(policy=policy, seconds=time.time() - t0)
         for r in rollouts[:args.show * args.samples:args.samples]:
-            show(name, r)
+            print(transcript(r, name, max_chars=300))
 
     k = args.samples
     w = max([18] + [len(name) for name in results])  # the model column fits every row's name

@@ -38,9 +38,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-import eval as evaluation
 import train_sft
-from nanoparl.agent import AgentLoop, trajectory_summary
+from nanoparl.agent import AgentLoop, trajectory_summary, transcript
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
@@ -50,7 +49,7 @@ from nanoparl.pag import DEFAULT_FORMAT
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
                          turn_rewards, zero_advantage_share)
-from nanoparl.tasks import load_tasks
+from nanoparl.tasks import CATEGORIES, load_tasks
 from nanoparl.tokenizer import Tokenizer
 
 
@@ -206,15 +205,16 @@ def train(args, stop):
     log0(f"{args.algo} | policy {policy} | init {args.init} | {len(train_tasks)} train tasks | "
          f"{hp['tasks_per_step']} tasks x {G} rollouts per step | world {world} | {device}")
 
-    def run_eval():
-        ev_args = argparse.Namespace(step_tokens=hp["step_tokens"], temperature=0.0, top_k=None, top_p=None, samples=1,
-                                     seed=0, batch_tasks=64)
+    def run_eval():  # -> ({category: greedy val accuracy, "overall": their mean}, copy probe)
         model.eval()
-        rollouts = evaluation.evaluate(model, tok, val_tasks, policy, fmt, ev_args)
-        res = evaluation.metrics(rollouts, policy, 1)
+        loop = AgentLoop(model, tok, policy, fmt, step_tokens=hp["step_tokens"], temperature=0.0, seed=0)
+        rollouts = [r for i in range(0, len(val_tasks), 64) for r in loop.run(val_tasks[i:i + 64])]
+        res = {c: float(np.mean([r.verdict["passed"] for r in rollouts if r.task["category"] == c]))
+               for c in CATEGORIES if any(r.task["category"] == c for r in rollouts)}
+        res["overall"] = float(np.mean(list(res.values())))  # unweighted over categories, as eval.py
         with open(os.path.join(args.out, f"episodes_{step}.txt"), "w") as f:
             for r in rollouts[:args.dump_episodes]:
-                f.write(episode_text(r) + "\n")
+                f.write(transcript(r) + "\n")
         probe = train_sft.evaluate(model, probe_samples, tok, device, 16) if probe_samples else {}
         if probe:
             log0(f"step {step} | copy probe | {train_sft.probe_line(probe)}")
@@ -239,8 +239,7 @@ def train(args, stop):
             sys.exit(130)
         if rank == 0 and (step % hp["eval_every"] == 0 or last_step):
             res, probe = run_eval()
-            metrics = {"val_accuracy": res["overall"]["accuracy"],
-                       **{f"val_{c}": res[c]["accuracy"] for c in res if c != "overall"}}
+            metrics = {"val_accuracy": res["overall"], **{f"val_{c}": res[c] for c in res if c != "overall"}}
             log_metrics = dict(metrics, **probe)
             log0(f"step {step} | val accuracy {metrics['val_accuracy']:.3f} | " +
                  " | ".join(f"{k[4:]} {v:.2f}" for k, v in metrics.items() if k != "val_accuracy"))
@@ -315,16 +314,6 @@ def train(args, stop):
         logger.log(step=step, **stats)
     cleanup_distributed()
     return metrics
-
-
-def episode_text(r):
-    lines = [f"=== {r.task['id']} ({r.task['category']}) passed={r.verdict['passed']} "
-             f"error={r.verdict['error_type']}"]
-    for k, turn in enumerate(r.turns):
-        lines.append(f"[user] {r.task['question'][k][0]['content']}")
-        lines += [f"[{m['role']}] {m['content']}" for m in turn["messages"]]
-        lines.append(f"  (ground truth: {r.task['ground_truth'][k]})")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -261,3 +261,20 @@ def trajectory_summary(r, policy):
                       "summary": t["summary"], "gt_steps": len(gt), "needed_facts": required[k]})
     return {"policy": policy, "passed": r.verdict["passed"], "turn_passed": r.verdict["turns"],
             "error_type": r.verdict["error_type"], "turns": turns}
+
+
+def transcript(r, name=None, max_chars=None):
+    """Rollout r as text: a header with the verdict (and the row name, when several models print
+    theirs), then per user turn the user's words, the messages, and the ground truth. max_chars
+    shortens long messages. eval.py --show prints it; train_rl.py writes it to episodes_<step>.txt."""
+    verdict = "PASS" if r.verdict["passed"] else "FAIL " + str(r.verdict["error_type"])
+    lines = [f"=== {name + ' | ' if name else ''}{r.task['id']} ({r.task['category']}) -> {verdict}"]
+    for k, turn in enumerate(r.turns):
+        lines.append(f"[user] {r.task['question'][k][0]['content']}")
+        for m in turn["messages"]:
+            text = m["content"]
+            if max_chars and len(text) >= max_chars:
+                text = text[:max_chars] + "..."
+            lines.append(f"[{m['role']}] {text}")
+        lines.append(f"  (ground truth: {r.task['ground_truth'][k]})")
+    return "\n".join(lines)
