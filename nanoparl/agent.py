@@ -1,4 +1,4 @@
-"""The multi-turn agent loop: scripted user <-> model (through the engine) <-> ToolEnv.
+"""The multi-turn agent loop: the task's user turns <-> model (through the engine) <-> ToolEnv.
 
 One Rollout is one attempt at one task; a batch holds tasks x samples rollouts, one engine row each
 (the samples of a task form a GRPO group and share their first prompt through Engine.fork).

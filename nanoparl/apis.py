@@ -333,11 +333,3 @@ READ_ONLY = {name for cls in CLASSES.values() for name in cls._read_only}
 
 def function_names(class_names, exclude=()):
     return [n for c in class_names for n in public_methods(CLASSES[c]) if n not in exclude]
-
-
-def function_signatures(class_names, exclude=(), descriptions=None):
-    """One line per tool, e.g. "cd(folder: str) - Change the current directory ('..' goes up one
-    level)." `descriptions` (name -> text) overrides the default descriptions."""
-    descriptions = descriptions or {}
-    return [f"{FUNCTION_DOCS[n][0]} - {descriptions.get(n, FUNCTION_DOCS[n][1])}"
-            for n in function_names(class_names, exclude)]

@@ -1,4 +1,4 @@
-"""The tool environment: a safe call parser, the executor, the BFCL-style checker, a scripted user.
+"""The tool environment: a safe call parser, the executor, the BFCL-style checker.
 
 The model writes calls as a Python-style list, `[cd(folder='docs'), mkdir(dir_name='tmp')]`.
 We read that text with `ast.parse` and accept only the tiny subset we need: plain function names,
@@ -344,30 +344,3 @@ def check(task, model_turns):
         if reason is not None and error_type is None:
             error_type, failed_turn = reason, k
     return {"passed": all(turns), "turns": turns, "error_type": error_type, "failed_turn": failed_turn}
-
-
-# ----------------------------------------------------------------------------
-# Scripted user
-
-class ScriptedUser:
-    """Plays the user of a task: turn k gives the user message and the functions added at turn k
-    (the miss_param follow-up and the miss_func 'it is available now' turn are ordinary turns)."""
-
-    def __init__(self, task):
-        self.task = task
-
-    def __len__(self):
-        return len(self.task["question"])
-
-    def turn(self, k):
-        """-> (user message text, names of functions that become available at this turn)."""
-        text = "\n".join(m["content"] for m in self.task["question"][k] if m["role"] == "user")
-        return text, list(self.task.get("missed_function", {}).get(str(k), []))
-
-    def __iter__(self):
-        return (self.turn(k) for k in range(len(self)))
-
-    def initial_functions(self):
-        """Function names available before the first turn (all but the held-out ones)."""
-        held = {f for names in self.task.get("missed_function", {}).values() for f in names}
-        return function_names(self.task["involved_classes"], exclude=held)
