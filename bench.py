@@ -117,13 +117,9 @@ def bench_decode(args, device):
         decode_times.append(timed(decode, warmup=0, iters=1, device=device))
     decode_sec = sorted(decode_times)[1]
 
-    @torch.no_grad()
-    def naive():
-        seq = torch.tensor(prompts, device=device)
-        for _ in range(naive_steps):
-            with autocast(device):
-                logits = model(seq)  # (B, T, V): everything recomputed
-            seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    def naive():  # GPT.generate: no cache, everything recomputed for every new token
+        with autocast(device):
+            model.generate(torch.tensor(prompts, device=device), naive_steps)
 
     naive_sec = timed(naive, warmup=1, iters=3, device=device)
     engine_tok_s, naive_tok_s = B * new / decode_sec, B * naive_steps / naive_sec

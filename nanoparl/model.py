@@ -270,6 +270,17 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        """The reference decoder: greedy, no KV cache, the whole sequence run again for every new
+        token. idx (B, T) -> the new tokens (B, max_new_tokens). The engine (engine.py) must give
+        exactly these tokens, hundreds of times faster (tests/test_engine.py; bench.py times both)."""
+        start = idx.shape[1]
+        for _ in range(max_new_tokens):
+            logits = self(idx)[:, -1]  # (B, V): all T positions recomputed, the last one read
+            idx = torch.cat([idx, logits.argmax(dim=-1, keepdim=True)], dim=1)
+        return idx[:, start:]
+
     def _forward_cached(self, x, cache, rows, last=None):
         B, T, _ = x.shape
         dev = x.device

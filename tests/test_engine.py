@@ -28,13 +28,9 @@ def random_prompts(lengths, seed=1):
     return [torch.randint(0, V, (n,), generator=g).tolist() for n in lengths]
 
 
-@torch.no_grad()
 def naive_greedy(model, prompt, n):
-    """The reference: re-run the whole sequence for every new token."""
-    seq = list(prompt)
-    for _ in range(n):
-        seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
-    return seq[len(prompt):]
+    """The reference, GPT.generate: the whole sequence run again for every new token."""
+    return model.generate(torch.tensor([prompt]), n)[0].tolist()
 
 
 @torch.no_grad()
