@@ -99,7 +99,9 @@ def step_tasks(tasks, n, step, seed):
 
 
 def score(rollouts, args, policy, samples):
-    """-> (per-rollout advantage tensors over turns, rewards, reward parts). Groups are adjacent."""
+    """-> (per-rollout advantages, rewards, reward parts, zero-advantage share). Groups are adjacent.
+    PAG-RL: one scalar per rollout (GRPO over the composite reward), the same for all its tokens;
+    MT-GRPO: one value per turn (turn advantage + lam * outcome advantage), for that turn's tokens."""
     trajs = [trajectory_summary(r, policy) for r in rollouts]
     groups = [r.group for r in rollouts]
     if args.algo == "pag-rl":
@@ -107,7 +109,7 @@ def score(rollouts, args, policy, samples):
         scored = [composite_reward(t, weights) for t in trajs]
         rewards = [s[0] for s in scored]
         adv = grpo_advantages(rewards, groups)
-        advantages = [a.repeat(len(t["turns"])) for a, t in zip(adv, trajs)]  # same value every turn
+        advantages = list(adv)  # 0-d tensors
         parts = {k: float(np.mean([s[1][k] for s in scored])) for k in scored[0][1]}
     else:
         turns = [turn_rewards(t)[0] for t in trajs]
@@ -126,7 +128,8 @@ def build_batch(rollouts, advantages, keep_zero):
             continue
         for seg in r.segments:
             turn_ids = torch.tensor([t if t >= 0 else -1 for t in seg["turn_ids"]])[None]
-            tok_adv = expand_advantages([adv], turn_ids)[0]
+            # a scalar (PAG-RL) goes to every token of the rollout, a per-turn vector (MT-GRPO) by turn
+            tok_adv = expand_advantages(adv.view(1) if adv.dim() == 0 else [adv], turn_ids)[0]
             seqs.append((seg["tokens"], seg["mask"], seg["logprobs"], tok_adv))
     return seqs
 
