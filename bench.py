@@ -20,7 +20,8 @@ from nanoparl.common import (add_threads_flag, autocast, default_preset, get_dev
 from nanoparl.engine import Engine, sample
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
-from nanoparl.pag import oracle_turns, sft_samples, system_message, tool_message, user_message
+from nanoparl.chat import system_message, tool_message, user_message
+from nanoparl.pag import oracle_turns, sft_samples
 from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
 

@@ -38,7 +38,7 @@ from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.common import (PRESETS, add_threads_flag, default_preset, get_device, get_preset, log0, run_cli,
                              seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
-from nanoparl.pag import DEFAULT_FORMAT
+from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.rl import composite_reward
 from nanoparl.tasks import CATEGORIES, load_tasks
 from nanoparl.tokenizer import Tokenizer

@@ -45,7 +45,7 @@ from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_di
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
                              cleanup_distributed, default_preset, get_preset, init_distributed, log0, run_cli,
                              seed_everything, set_threads)
-from nanoparl.pag import DEFAULT_FORMAT
+from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
                          turn_rewards, zero_advantage_share)

@@ -51,7 +51,7 @@ from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_fla
                              run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
-from nanoparl.pag import DEFAULT_FORMAT
+from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.tokenizer import Tokenizer
 
 
@@ -305,7 +305,7 @@ def train(args, stop):
         return {}
 
     ddp = DDP(model) if world > 1 else model
-    fmt_path = os.path.join(args.data_dir, "format.json")  # how the data was rendered (pag.DEFAULT_FORMAT)
+    fmt_path = os.path.join(args.data_dir, "format.json")  # how the data was rendered (chat.DEFAULT_FORMAT)
     fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
     meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
             "format": fmt, "data": args.data, "preset": args.preset, "kind": "base" if args.data == "base" else "sft"}

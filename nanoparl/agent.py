@@ -27,8 +27,8 @@ import torch
 
 from nanoparl.engine import Engine
 from nanoparl.env import MAX_STEPS, ParseError, ToolEnv, check, parse_calls
-from nanoparl.pag import (awareness_text, oracle_turns, split_awareness, summary_requirements,
-                          system_message, tool_message, user_message)
+from nanoparl.chat import awareness_text, split_awareness, system_message, tool_message, user_message
+from nanoparl.pag import oracle_turns, summary_requirements
 
 
 @dataclass

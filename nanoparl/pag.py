@@ -1,4 +1,4 @@
-"""PAG: Progress Awareness Generation, and the conversation format shared by SFT, RL and eval.
+"""PAG: Progress Awareness Generation (the chat format it writes into lives in chat.py).
 
 The paper pairs every user turn of a multi-turn function-calling conversation with a *summary* of
 what has happened so far and a *plan* for this turn, verifies that the awareness is sufficient,
@@ -27,88 +27,15 @@ import random
 import re
 
 from nanoparl.apis import FUNCTION_DOCS, function_names
+from nanoparl.chat import awareness_text, system_message, tool_message, user_message
 from nanoparl.env import ToolEnv, parse_calls
 from nanoparl.tasks import replay
 
-SYSTEM_HEADER = ("You call functions to do what the user asks. Write a call list like "
-                 "[f(a=1)] to call, or plain text to answer. Functions:")
 DONE_REPLY = "Done."
 CANNOT_REPLY = "None of the available functions can do that."
 EMPTY_SUMMARY = "nothing yet"
 PLAN_ASK = "ask for the missing value"
 PLAN_CANNOT = "no available function can do this"
-
-# ----------------------------------------------------------------------------
-# Conversation format (shared with agent.py)
-
-
-def available_functions(task, k):
-    """Function names available at user turn k (held-out ones appear at their turn)."""
-    later = {f for t, names in task.get("missed_function", {}).items() if int(t) > k for f in names}
-    names = function_names(task["involved_classes"], exclude=later)
-    order = task.get("aug", {}).get("order")
-    if order:  # a perturbed function list keeps its own order
-        names = sorted(names, key=order.index)
-    return names
-
-
-# The format options a data directory was written with (data_gen.py saves them as format.json,
-# train_sft.py copies them into checkpoints, agent.py reads them back). `functions` says how the
-# system prompt lists each available function:
-#   "descriptions"  signature and a one-line description (the gpu preset);
-#   "signatures"    the bare signature, e.g. get_ticket(ticket_id);
-#   "names"         the name only (the cpu preset): a 1M-parameter model learns the argument names
-#                   from the data anyway, and a short constant prompt lets its copy circuits form
-#                   sooner (README, "Teaching a tiny model to copy").
-DEFAULT_FORMAT = {"functions": "descriptions"}
-FUNCTION_LISTINGS = ("names", "signatures", "descriptions")
-
-
-def signature_line(task, name, fmt=None):
-    fmt = fmt or DEFAULT_FORMAT
-    listing = fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
-    if listing not in FUNCTION_LISTINGS:
-        raise ValueError(f"format 'functions' is {listing!r}; expected one of {FUNCTION_LISTINGS}")
-    if listing == "names":
-        return name
-    if listing == "signatures":
-        return FUNCTION_DOCS[name][0]
-    description = task.get("aug", {}).get("descriptions", {}).get(name, FUNCTION_DOCS[name][1])
-    return f"{FUNCTION_DOCS[name][0]} - {description}"
-
-
-def system_message(task, k=0, fmt=None):
-    lines = [SYSTEM_HEADER] + [signature_line(task, n, fmt) for n in available_functions(task, k)]
-    return {"role": "system", "content": "\n".join(lines)}
-
-
-def user_message(task, k, fmt=None):
-    """The user's text of turn k; a turn that adds functions also shows their signatures."""
-    text = "\n".join(m["content"] for m in task["question"][k] if m["role"] == "user")
-    added = task.get("missed_function", {}).get(str(k), [])
-    if added:
-        text += "\nNew functions:\n" + "\n".join(signature_line(task, n, fmt) for n in added)
-    return {"role": "user", "content": text}
-
-
-def awareness_text(summary, plan):
-    return f"<summary>{summary}</summary><plan>{plan}</plan>"
-
-
-AWARENESS_RE = re.compile(r"^\s*<summary>(.*?)</summary>\s*<plan>(.*?)</plan>(.*)$", re.S)
-
-
-def split_awareness(text):
-    """Assistant text -> (summary, plan, rest); summary and plan are None when absent."""
-    m = AWARENESS_RE.match(text)
-    if not m:
-        return None, None, text
-    return m.group(1), m.group(2), m.group(3)
-
-
-def tool_message(results):
-    return {"role": "tool", "content": "\n".join(results)}
-
 
 # ----------------------------------------------------------------------------
 # The oracle: replay the ground truth, write the awareness

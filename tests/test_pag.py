@@ -12,9 +12,10 @@ from nanoparl.common import PRESETS
 from nanoparl.env import check
 from nanoparl.apis import FUNCTION_DOCS
 from nanoparl.env import parse_calls
-from nanoparl.pag import (CANNOT_REPLY, EMPTY_SUMMARY, PLAN_ASK, PLAN_CANNOT, SYSTEM_HEADER, augment,
-                          available_functions, check_sufficiency, fresh_value, oracle_turns, sft_samples, split_awareness,
-                          summary_requirements, system_message, user_message)
+from nanoparl.chat import SYSTEM_HEADER, available_functions, split_awareness, system_message, user_message
+from nanoparl.pag import (CANNOT_REPLY, EMPTY_SUMMARY, PLAN_ASK, PLAN_CANNOT, augment,
+                          check_sufficiency, fresh_value, oracle_turns, sft_samples,
+                          summary_requirements)
 from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
 
