@@ -41,11 +41,11 @@ import time
 import numpy as np
 import torch
 
+from nanoparl.chat import awareness_text, split_awareness
 from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
 from nanoparl.common import PRESETS, add_threads_flag, default_preset, get_device, get_preset, run_cli, set_threads
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
-from nanoparl.chat import awareness_text, split_awareness
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
 from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, make_task, save_tasks, \

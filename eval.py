@@ -34,11 +34,11 @@ import torch
 from tqdm import tqdm
 
 from nanoparl.agent import AgentLoop, trajectory_summary, transcript
+from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.common import (PRESETS, add_threads_flag, default_preset, get_device, get_preset, log0, run_cli,
                              seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
-from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.rl import composite_reward
 from nanoparl.tasks import CATEGORIES, load_tasks
 from nanoparl.tokenizer import Tokenizer

@@ -38,17 +38,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-import train_sft
 from nanoparl.agent import AgentLoop, trajectory_summary, transcript
+from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
                              cleanup_distributed, default_preset, get_preset, init_distributed, log0, run_cli,
                              seed_everything, set_threads)
-from nanoparl.chat import DEFAULT_FORMAT
+from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
                          turn_rewards, zero_advantage_share)
+from nanoparl.sft_data import load_samples
 from nanoparl.tasks import CATEGORIES, load_tasks
 from nanoparl.tokenizer import Tokenizer
 
@@ -188,7 +189,7 @@ def train(args, stop):
             raise SystemExit(f"error: {os.path.join(args.data_dir, f'tasks_{split}.jsonl')} holds no tasks")
     # the copy probe of train_sft.py, on the SFT val samples of this policy (teacher-forced)
     probe_file = os.path.join(args.data_dir, f"sft_{'pag' if policy == 'awareness' else 'plain'}_val.jsonl")
-    probe_samples = (train_sft.load_samples(probe_file, tok, model.config.block_size)[0][:200]
+    probe_samples = (load_samples(probe_file, tok, model.config.block_size)[0][:200]
                      if os.path.exists(probe_file) else [])
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95), weight_decay=0.0)
     step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
@@ -218,9 +219,9 @@ def train(args, stop):
         with open(os.path.join(args.out, f"episodes_{step}.txt"), "w") as f:
             for r in rollouts[:args.dump_episodes]:
                 f.write(transcript(r) + "\n")
-        probe = train_sft.evaluate(model, probe_samples, tok, device, 16) if probe_samples else {}
+        probe = evaluate(model, probe_samples, tok, device, 16) if probe_samples else {}
         if probe:
-            log0(f"step {step} | copy probe | {train_sft.probe_line(probe)}")
+            log0(f"step {step} | copy probe | {probe_line(probe)}")
         model.eval()
         return res, probe
 

@@ -17,7 +17,7 @@ value recurs there (user message -> call -> tool echo -> summary -> later call),
 signal for copying. It is the same loop as SFT with another loss mask, hence one script; --init
 chains base -> SFT.
 
-Every evaluation logs a copy probe, teacher-forced on val assistant tokens (evaluate()): the
+Every evaluation logs a copy probe, teacher-forced on val assistant tokens (nanoparl/probe.py): the
 accuracy of the first digit of a number and of its later digits (the later ones can only be
 copied, never guessed), and exact match of whole messages by kind (awareness, call, reply).
 
@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
@@ -51,7 +52,8 @@ from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_fla
                              run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
-from nanoparl.chat import DEFAULT_FORMAT
+from nanoparl.probe import evaluate, probe_line
+from nanoparl.sft_data import batch_indices, collate, load_samples
 from nanoparl.tokenizer import Tokenizer
 
 
@@ -98,139 +100,6 @@ def parse_args(argv=None):
     g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
-
-
-# ----------------------------------------------------------------------------
-# Data
-
-def load_samples(path, tok, block_size):
-    """jsonl of {"messages": [...]} -> list of (ids, mask) numpy arrays; overlong samples dropped."""
-    samples, dropped = [], 0
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                messages = json.loads(line)["messages"]
-                ids, mask = tok.render(messages)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{lineno}: malformed SFT sample ({e})") from None
-            if len(ids) > block_size:
-                dropped += 1
-                continue
-            samples.append((np.array(ids, dtype=np.int64), np.array(mask, dtype=np.int64)))
-    if not samples:
-        raise ValueError(f"{path}: no usable samples ({dropped} longer than block_size {block_size})")
-    return samples, dropped
-
-
-def collate(samples, pad_id, every_token=False):
-    """Right-pad to the longest sample. targets[t] = ids[t+1] where mask[t+1] == 1 (every real
-    token with every_token=True, the base stage), else -1."""
-    T = max(len(ids) for ids, _ in samples) - 1
-    idx = torch.full((len(samples), T), pad_id, dtype=torch.long)
-    targets = torch.full((len(samples), T), -1, dtype=torch.long)
-    for i, (ids, mask) in enumerate(samples):
-        n = len(ids) - 1
-        idx[i, :n] = torch.from_numpy(ids[:-1])
-        targets[i, :n] = torch.from_numpy(ids[1:] if every_token else np.where(mask[1:] == 1, ids[1:], -1))
-    return idx, targets
-
-
-def batch_indices(lengths, batch_size, step, seed, chunk=32):
-    """The sample indices of global batch `step`: a pure function of (seed, step) -> exact resume.
-
-    Each epoch is a seeded permutation cut into chunks of `chunk` batches; inside a chunk samples
-    are sorted by length and cut into batches, whose order is then shuffled. Batches hold samples
-    of similar length (little padding) while the data order stays random.
-    """
-    n = len(lengths)
-    per_epoch = max(1, n // batch_size)
-    epoch, k = divmod(step, per_epoch)
-    rng = np.random.default_rng([seed, epoch])
-    perm = rng.permutation(n)[:per_epoch * batch_size]
-    batches = []
-    for c in range(0, len(perm), chunk * batch_size):
-        part = perm[c:c + chunk * batch_size]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        group = [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-        batches += [group[j] for j in rng.permutation(len(group))]
-    return batches[k]
-
-
-# ----------------------------------------------------------------------------
-# Evaluation
-
-@torch.no_grad()
-def evaluate(model, samples, tok, device, batch_size):
-    """Teacher-forced metrics on the assistant tokens (mask 1) of val samples -> dict:
-
-    val_loss       mean next-token loss;
-    val_exact      share of assistant messages whose argmax prediction is right at every token
-                   (a message is a maximal run of mask-1 targets, its closing <|end|> included);
-    digit_first    accuracy on the first digit of each number (digits are single tokens);
-    digit_later    accuracy on the digits after it, which cannot be guessed from the phrasing:
-                   the copy probe (dev/LOG.md's curves show where it jumps);
-    exact_awareness, exact_call, exact_reply
-                   exact match by part of a message: the <summary>..</plan> prefix, a call list,
-                   a plain-text reply (-1 where val has none of that kind).
-    """
-    model.eval()
-    digits = torch.zeros(tok.vocab_size, dtype=torch.bool)
-    digits[[tok.hf.token_to_id(str(d)) for d in range(10)]] = True
-    plan_end = tok.special["</plan>"]
-    loss_sum, n_tok = 0.0, 0
-    counts = {k: [0, 0] for k in ("all", "first", "later", "awareness", "call", "reply")}  # [right, total]
-
-    def count(kind, ok):
-        counts[kind][0] += ok
-        counts[kind][1] += 1
-
-    for i in range(0, len(samples), batch_size):
-        idx, targets = collate(samples[i:i + batch_size], tok.end_id)
-        idx, targets = idx.to(device), targets.to(device)
-        with autocast(device):
-            logits = model(idx)
-        valid = targets != -1
-        loss = torch.nn.functional.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.clamp(min=0).view(-1), reduction="none")
-        loss_sum += loss.view_as(targets)[valid].sum().item()
-        n_tok += valid.sum().item()
-        right = ((logits.argmax(-1) == targets) | ~valid).cpu()
-        is_digit = digits[targets.clamp(min=0).cpu()] & valid.cpu()
-        after_digit = digits[idx.cpu()]  # the input at t is the token before target t
-        for ok in right[is_digit & ~after_digit].tolist():
-            count("first", ok)
-        for ok in right[is_digit & after_digit].tolist():
-            count("later", ok)
-        for b in range(idx.shape[0]):
-            v, r, tgt = valid[b].tolist(), right[b].tolist(), targets[b].tolist()
-            t = 0
-            while t < len(v):  # walk the runs of trained tokens: one run = one assistant message
-                if not v[t]:
-                    t += 1
-                    continue
-                start = t
-                while t < len(v) and v[t]:
-                    t += 1
-                run = range(start, t)
-                count("all", all(r[j] for j in run))
-                cut = next((j + 1 for j in run if tgt[j] == plan_end), start)
-                if cut > start:
-                    count("awareness", all(r[j] for j in range(start, cut)))
-                if cut < t:  # the action after the awareness: a call list or a reply
-                    kind = "call" if tok.id_to_token(tgt[cut]).startswith("[") else "reply"
-                    count(kind, all(r[j] for j in range(cut, t)))
-    model.train()
-    share = {k: (c[0] / c[1] if c[1] else -1.0) for k, c in counts.items()}
-    return {"val_loss": loss_sum / max(n_tok, 1), "val_exact": share["all"],
-            "digit_first": share["first"], "digit_later": share["later"],
-            "exact_awareness": share["awareness"], "exact_call": share["call"], "exact_reply": share["reply"]}
-
-
-def probe_line(m):
-    """The copy probe as one log-line fragment."""
-    return (f"val loss {m['val_loss']:.4f} | val exact {m['val_exact']:.3f} | digits first {m['digit_first']:.3f} "
-            f"later {m['digit_later']:.3f} | exact awareness {m['exact_awareness']:.3f} call {m['exact_call']:.3f} "
-            f"reply {m['exact_reply']:.3f}")
 
 
 # ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nanoparl.checkpoint import load_checkpoint  # noqa: E402
 from nanoparl.pag import oracle_turns, sft_samples  # noqa: E402
+from nanoparl.probe import message_runs  # noqa: E402
 from nanoparl.tasks import load_tasks  # noqa: E402
 from nanoparl.tokenizer import Tokenizer  # noqa: E402
 
@@ -44,14 +45,7 @@ def main(ckpt, data_dir, split, n_tasks=150):
             ids, mask = tok.render(messages)
             with torch.no_grad():
                 pred = model(torch.tensor([ids[:-1]])).argmax(-1)[0].tolist()
-            j = 1
-            while j < len(ids):
-                if not mask[j]:
-                    j += 1
-                    continue
-                start = j
-                while j < len(ids) and mask[j]:
-                    j += 1
+            for start, j in message_runs(mask):
                 text = tok.decode(ids[start:j])
                 kind = "awareness" if text.startswith("<summary>") else "calls" if "[" in text.split("</plan>")[-1][:2] else "reply"
                 total[kind] += 1

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nanoparl.chat import awareness_text, split_awareness, system_message, tool_message, user_message
 from nanoparl.engine import Engine
 from nanoparl.env import MAX_STEPS, ParseError, ToolEnv, check, parse_calls
-from nanoparl.chat import awareness_text, split_awareness, system_message, tool_message, user_message
 from nanoparl.pag import oracle_turns, summary_requirements
 
 

@@ -12,6 +12,8 @@ import torch
 
 import train_sft
 from nanoparl.checkpoint import load_checkpoint
+from nanoparl.probe import evaluate
+from nanoparl.sft_data import collate, load_samples
 from nanoparl.tokenizer import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +60,7 @@ def test_loss_ignores_mask0_tokens(data_dir):
                           intermediate_size=32, block_size=128))
     losses = []
     for s in samples:
-        idx, targets = train_sft.collate([s], tok.end_id)
+        idx, targets = collate([s], tok.end_id)
         assert ((targets != -1).numpy() == (s[1][1:] == 1)).all()  # targets exist exactly on mask 1
         losses.append(model(idx, targets=targets)[1].item())
     assert losses[0] == pytest.approx(losses[1], abs=1e-7)
@@ -69,7 +71,7 @@ def test_malformed_sample_names_file_and_line(tmp_path, data_dir):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"messages": conversation(0)}) + "\n{oops\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
-        train_sft.load_samples(str(path), tok, 512)
+        load_samples(str(path), tok, 512)
 
 
 def run(data_dir, out, *extra):
@@ -83,8 +85,8 @@ def test_micro_run_overfits_a_handful(data_dir, tmp_path):
     model, meta = load_checkpoint(str(tmp_path / "a"))
     assert meta["step"] == 150 and meta["policy"] == "history"
     tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
-    samples, _ = train_sft.load_samples(os.path.join(data_dir, "sft_plain_train.jsonl"), tok, 512)
-    m = train_sft.evaluate(model, samples, tok, torch.device("cpu"), 8)
+    samples, _ = load_samples(os.path.join(data_dir, "sft_plain_train.jsonl"), tok, 512)
+    m = evaluate(model, samples, tok, torch.device("cpu"), 8)
     assert m["val_loss"] < 0.3, m
     assert metrics["val_loss"] < 1.0
 
@@ -139,8 +141,8 @@ def test_ddp_two_ranks_equal_one_process(data_dir, tmp_path):
 def test_every_token_targets_cover_user_and_tool_text(data_dir):
     tok = Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
     ids, mask = (np.array(x) for x in tok.render(conversation(1)))
-    idx, sft = train_sft.collate([(ids, mask)], tok.end_id)
-    _, base = train_sft.collate([(ids, mask)], tok.end_id, every_token=True)
+    idx, sft = collate([(ids, mask)], tok.end_id)
+    _, base = collate([(ids, mask)], tok.end_id, every_token=True)
     assert (base[0] == torch.from_numpy(ids[1:])).all()  # every next token is a target
     assert (sft[0] != -1).sum() < (base[0] != -1).sum() == len(ids) - 1
 
@@ -183,13 +185,19 @@ def test_copy_probe_counts_digits_and_message_kinds(data_dir):
     conv = conversation(5)  # its last call copies the 4-digit booking id 1185
     ids, mask = (np.array(x) for x in tok.render(conv))
     samples = [(ids, mask)]
-    perfect = train_sft.evaluate(Oracle(samples, tok.vocab_size), samples, tok, torch.device("cpu"), 1)
+    perfect = evaluate(Oracle(samples, tok.vocab_size), samples, tok, torch.device("cpu"), 1)
     assert perfect["digit_first"] == perfect["digit_later"] == perfect["val_exact"] == 1.0
     assert perfect["exact_call"] == perfect["exact_reply"] == 1.0 and perfect["exact_awareness"] == -1.0
     # break one later digit: the last one the assistant writes is in the id of the insure(...) call
     digit_ids = {tok.hf.token_to_id(str(d)) for d in range(10)}
     later = [t for t in range(len(ids) - 1) if mask[t + 1] and ids[t + 1] in digit_ids and ids[t] in digit_ids]
-    m = train_sft.evaluate(Oracle(samples, tok.vocab_size, wrong=[(0, later[-1])]), samples, tok,
+    m = evaluate(Oracle(samples, tok.vocab_size, wrong=[(0, later[-1])]), samples, tok,
                            torch.device("cpu"), 1)
     assert m["digit_later"] == pytest.approx(1 - 1 / len(later)) and m["digit_first"] == 1.0
     assert m["exact_call"] == pytest.approx(1 / 2) and m["exact_reply"] == 1.0  # one of the two calls broke
+
+
+def test_message_runs_are_the_assistant_messages():
+    from nanoparl.probe import message_runs
+    assert message_runs([0, 1, 1, 0, 0, 1, 0, 1]) == [(1, 3), (5, 6), (7, 8)]
+    assert message_runs([]) == [] and message_runs([0, 0]) == []
