@@ -1,11 +1,11 @@
 """Every preset has the same sections and keys; the gpu preset's model trains and decodes (on CPU,
-a short sequence: what a first GPU run would hit first); bench.py's memory estimate matches the
+a short sequence: what a first GPU run would hit first); the memory estimate (nanoparl/memory.py) matches the
 tensors it counts."""
 
 import pytest
 import torch
 
-import bench
+from nanoparl.memory import memory_estimate, saved_activation_bytes
 from nanoparl.common import PRESETS
 from nanoparl.engine import Engine
 from nanoparl.model import GPT, GPTConfig, KVCache
@@ -41,7 +41,7 @@ def test_gpu_preset_model_steps_and_decodes():
 
 
 def test_memory_estimate_counts_the_real_tensors():
-    m = bench.memory_estimate("micro", seq_len=64)
+    m = memory_estimate("micro", seq_len=64)
     p = PRESETS["micro"]
     config = GPTConfig(vocab_size=p["tokenizer"]["vocab_size"], **p["model"])
     model = GPT(config)
@@ -56,8 +56,8 @@ def test_memory_estimate_counts_the_real_tensors():
     assert m["rl_kv_cache"] == cache.k.nbytes + cache.v.nbytes
     # activations grow with the batch's tokens, and a 4-layer model keeps more per token than 2
     assert m["sft_activations"] == pytest.approx(m["activation_bytes_per_token"] * p["sft"]["batch_size"] * 64)
-    deeper = bench.saved_activation_bytes(GPT(GPTConfig(**dict(config.to_dict(), n_layer=4))), 32)
-    assert deeper > 1.5 * bench.saved_activation_bytes(model, 32)
+    deeper = saved_activation_bytes(GPT(GPTConfig(**dict(config.to_dict(), n_layer=4))), 32)
+    assert deeper > 1.5 * saved_activation_bytes(model, 32)
 
 
 def test_run_sh_refuses_an_unknown_preset_in_one_line():
