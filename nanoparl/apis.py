@@ -16,7 +16,8 @@ import copy
 import inspect
 import math
 
-from nanoparl.apis_services import API, AIRPORTS, MessageAPI, TicketAPI, TradingBot, TravelAPI, _err  # noqa: F401
+from nanoparl.apis_services import API, MessageAPI, TicketAPI, TradingBot, _err  # noqa: F401
+from nanoparl.apis_travel import AIRPORTS, TravelAPI  # noqa: F401
 
 # ----------------------------------------------------------------------------
 # File system. State: `root`, nested dicts (dict = folder, str = file content).

@@ -9,9 +9,10 @@ A task is one JSON object per line:
      "missed_function": {"2": ["purchase_insurance"]}}                      # turn -> added functions
 
 How a task is made: pick the classes and build their initial state; then, turn by turn, pick an
-intent (intents_files.py, intents_services.py) that fits the current state, let it write the user
-message and run its calls in a live ToolEnv, so that later turns can refer to what earlier calls
-returned ("cancel the order I just placed" needs the order_id). The category then reshapes one turn:
+intent (intents_files.py, intents_services.py, intents_travel.py) that fits the current state,
+let it write the user message and run its calls in a live ToolEnv, so that later turns can refer
+to what earlier calls returned ("cancel the order I just placed" needs the order_id). The category
+then reshapes one turn:
     miss_param    the turn leaves out a required value (ground truth []: ask), the next supplies it;
     miss_func     a needed function is held back (ground truth []: say it cannot be done), the
                   next turn says it was added and holds the calls;
@@ -31,8 +32,9 @@ from nanoparl.apis import FUNCTION_CLASS, READ_ONLY
 from nanoparl.env import ToolEnv, format_call, parse_ground_truth
 from nanoparl.intents_files import DOMAINS as _FILE_DOMAINS
 from nanoparl.intents_services import DOMAINS as _SERVICE_DOMAINS
+from nanoparl.intents_travel import DOMAINS as _TRAVEL_DOMAINS
 
-DOMAINS = {**_FILE_DOMAINS, **_SERVICE_DOMAINS}  # class name -> Domain(config, intents, listing)
+DOMAINS = {**_FILE_DOMAINS, **_SERVICE_DOMAINS, **_TRAVEL_DOMAINS}  # class name -> Domain(config, intents, listing)
 CATEGORIES = ("base", "miss_param", "miss_func", "long_context")
 # classes: the API classes tasks draw from; max_turns: turns per task (1..);
 # long_output_chars: cap on the total tool output of a long_context task (2700 chars ~ 900 tokens)
