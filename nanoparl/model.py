@@ -287,8 +287,9 @@ class GPT(nn.Module):
         if rows is None:
             rows, sel = torch.arange(cache.batch_size, device=dev), slice(None)
         else:  # a block of consecutive rows is a slice of the cache (a view); other sets are gathered
-            r = rows.tolist()
-            sel = slice(r[0], r[0] + len(r)) if r == list(range(r[0], r[0] + len(r))) else rows
+            # (the check reads the row ids on the host: on a GPU that would sync every decode step)
+            r = rows.tolist() if rows.device.type == "cpu" else []
+            sel = slice(r[0], r[0] + len(r)) if r and r == list(range(r[0], r[0] + len(r))) else rows
         start = cache.lengths[rows]  # (B,)
         starts = start.tolist()  # host copy (the forward's one sync): it picks the attention path
         s0, S = starts[0], max(starts) + T  # S: keys needed, up to the furthest new position
