@@ -70,17 +70,14 @@ stage sft_plain python train_sft.py --preset "$PRESET" --data plain --data-dir "
 stage sft_pag   python train_sft.py --preset "$PRESET" --data pag --data-dir "$DATA" --out "$OUT/sft_pag" \
                   --resume "${INIT[@]}" "${SFT_CAP[@]}" "${THREADS_FLAG[@]}"
 RUNS=("$OUT/sft_plain" "$OUT/sft_pag")
-rl() {  # rl NAME INIT ARGS...: one RL row, or one per seed with SEEDS > 1
-  local name=$1 init=$2; shift 2
-  if [ "${SEEDS:-1}" = 1 ]; then
-    stage "$name" python train_rl.py --preset "$PRESET" --init "$OUT/$init" --data-dir "$DATA" --out "$OUT/$name" \
-                    --resume "$@" "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
-    RUNS+=("$OUT/$name"); return
-  fi
-  for s in $(seq 1 "$SEEDS"); do
-    stage "${name}_s$s" python train_rl.py --preset "$PRESET" --init "$OUT/$init" --data-dir "$DATA" \
-                          --out "$OUT/${name}_s$s" --seed "$s" --resume "$@" "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
-    RUNS+=("$OUT/${name}_s$s")
+rl() {  # rl NAME INIT ARGS...: one RL row, or one per seed (NAME_s1, NAME_s2, ...) with SEEDS > 1
+  local name=$1 init=$2 seeds=("") s run; shift 2
+  if [ "${SEEDS:-1}" != 1 ]; then seeds=($(seq 1 "$SEEDS")); fi
+  for s in "${seeds[@]}"; do
+    run=$name${s:+_s$s}
+    stage "$run" python train_rl.py --preset "$PRESET" --init "$OUT/$init" --data-dir "$DATA" --out "$OUT/$run" \
+                  ${s:+--seed "$s"} --resume "$@" "${RL_CAP[@]}" "${THREADS_FLAG[@]}"
+    RUNS+=("$OUT/$run")
   done
 }
 rl mt_grpo sft_plain --algo mt-grpo
