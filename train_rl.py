@@ -67,6 +67,7 @@ def parse_args(argv=None):
     x.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in --out")
     x.add_argument("--overwrite", action="store_true", help="delete the checkpoints and log in --out, then start over")
     g.add_argument("--seed", type=int, default=1337)
+    g.add_argument("--device", default="auto", help="auto: cuda (the GPU of the rank) > mps > cpu")
     add_threads_flag(g)
     g = p.add_argument_group("RL (default: the preset's 'rl' section)")
     g.add_argument("--max-steps", type=int, default=None)
@@ -154,7 +155,7 @@ def main(argv=None):
 
 def train(args, stop):
     set_threads(args.threads)
-    rank, world, device = init_distributed()
+    rank, world, device = init_distributed(args.device)
     args.preset = args.preset or default_preset()
     hp = dict(get_preset(args.preset)["rl"])
     for key in ("max_steps", "tasks_per_step", "group_size", "ppo_epochs", "lr", "step_tokens",

@@ -48,7 +48,7 @@ from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
-                             cleanup_distributed, default_preset, get_device, get_preset, init_distributed, log0,
+                             cleanup_distributed, default_preset, get_preset, init_distributed, log0,
                              run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
@@ -72,7 +72,7 @@ def parse_args(argv=None):
     x.add_argument("--overwrite", action="store_true", help="delete the checkpoints and log in --out, then start over")
     g.add_argument("--init", default=None, help="start from this checkpoint's weights instead of random init")
     g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--device", default="auto")
+    g.add_argument("--device", default="auto", help="auto: cuda (the GPU of the rank) > mps > cpu")
     add_threads_flag(g)
     g = p.add_argument_group("optimisation (default: the preset's 'sft' section, 'base' for --data base)")
     g.add_argument("--max-steps", type=int, default=None)
@@ -111,12 +111,7 @@ def main(argv=None):
 
 def train(args, stop):
     set_threads(args.threads)
-    rank, world, device = init_distributed()
-    if args.device != "auto":
-        try:
-            device = get_device(args.device)
-        except RuntimeError as e:
-            raise SystemExit(f"error: --device {args.device}: {e}")
+    rank, world, device = init_distributed(args.device)
     args.preset = args.preset or default_preset()
     preset = get_preset(args.preset)
     hp = dict(preset["base" if args.data == "base" else "sft"])

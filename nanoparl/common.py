@@ -194,16 +194,27 @@ def seed_everything(seed):
 # ----------------------------------------------------------------------------
 # torch.distributed: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
 
-def init_distributed():
-    """Returns (rank, world_size, device). Single process when not launched by torchrun."""
+def init_distributed(device_name="auto"):
+    """Returns (rank, world_size, device). Single process when not launched by torchrun.
+
+    Under torchrun each rank takes the GPU of its LOCAL_RANK and talks NCCL; with --device cpu (or
+    no GPU) the ranks talk gloo, which is how the tests run two ranks on a machine with one GPU."""
+    try:
+        device = get_device(device_name)
+    except RuntimeError as e:
+        raise SystemExit(f"error: --device {device_name}: {e}")
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1, get_device()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        return 0, 1, device
+    if device.type == "cuda":
+        local_rank, n_gpus = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+        if local_rank >= n_gpus:
+            raise SystemExit(f"error: torchrun started local rank {local_rank} but this machine has {n_gpus} "
+                             f"GPU(s): one rank per GPU (--nproc_per_node={n_gpus}), or --device cpu")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size(), get_device()
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def is_rank0():

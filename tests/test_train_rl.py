@@ -178,7 +178,8 @@ def test_torchrun_two_ranks_shard_the_groups(sft, tmp_path):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
                         os.path.join(ROOT, "train_rl.py"), "--preset", "micro", "--algo", "pag-rl", "--init", init,
                         "--data-dir", data, "--out", str(out), "--max-steps", "2", "--tasks-per-step", "4",
-                        "--group-size", "2", "--eval-every", "1000", "--eval-tasks", "1", "--step-tokens", "32"],
+                        "--group-size", "2", "--eval-every", "1000", "--eval-tasks", "1", "--step-tokens", "32",
+                        "--device", "cpu"],  # gloo ranks, also on a machine with one GPU
                        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "world 2" in r.stdout and "step 2 | reward" in r.stdout
