@@ -41,9 +41,9 @@ import time
 import numpy as np
 import torch
 
-from nanoparl.chat import awareness_text, split_awareness
+from nanoparl.chat import FUNCTION_LISTINGS, awareness_text, split_awareness
 from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
-from nanoparl.common import PRESETS, add_threads_flag, default_preset, get_device, get_preset, run_cli, set_threads
+from nanoparl.common import PRESETS, add_threads_flag, get_device, parse_args_with_preset, run_cli, set_threads
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
@@ -51,12 +51,16 @@ from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, make_task, save_tasks, \
     task_stats, user_messages
 
+def comma_list(text):
+    return text.split(",")
+
+
 def parse_args(argv=None):
     """The flags, checked here, so that a bad one stops before any file is written."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
-                   help="sets every default below (default: gpu with CUDA, else cpu, as the other scripts)")
+                   help="sets every (preset: ...) value below (default: gpu with CUDA, else cpu, as the other scripts)")
     g.add_argument("--seed", type=int, default=0, help="same seed -> same files, byte for byte")
     g.add_argument("--out", default="data", help="output directory")
     add_threads_flag(g)
@@ -66,25 +70,27 @@ def parse_args(argv=None):
     g.add_argument("--n-test", type=int, default=None, help="number of test tasks (held-out entities/phrasings)")
     g.add_argument("--n-base", type=int, default=None, help="tasks for the base stage's corpus (0: no base corpus)")
     g.add_argument("--max-tasks", type=int, default=None, help="cap every split and the base corpus at this many tasks (smoke runs)")
-    g.add_argument("--classes", default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
+    g.add_argument("--classes", type=comma_list, default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
     g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
-    g.add_argument("--categories", default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
+    g.add_argument("--categories", type=comma_list, default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
+    g.add_argument("--long-output-chars", type=int, default=None, help="cap on the tool output of a long_context task")
     g = p.add_argument_group("PAG data (default: the preset's 'pag' section)")
     g.add_argument("--augment", type=float, default=None, help="augmented copies per train task (0.5: half get one)")
     g.add_argument("--mask-p", type=float, default=None, help="word-masking probability in augmented user text")
     g.add_argument("--no-paraphrase", action="store_true", help="augmentation without reworded user turns")
     g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
-    g.add_argument("--no-rename", action="store_true", help="augmentation without renamed entities (fresh random values)")
+    g.add_argument("--rename", type=int, choices=[0, 1], default=None,
+                   help="augmented copies get renamed entities (fresh random values)")
+    g.add_argument("--functions", choices=FUNCTION_LISTINGS, default=None, help="how the system prompt lists functions")
     g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
-    g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (default: the model's)")
+    g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (the model's)")
     g = p.add_argument_group("model-aware verification (optional, needs a trained checkpoint)")
     g.add_argument("--verify-with", default=None, metavar="CKPT", help="run directory or model_<step>.safetensors")
     g.add_argument("--verify-split", default="val", choices=["train", "val"], help="which awareness samples to verify")
     g.add_argument("--verify-max", type=int, default=None, help="verify the first N samples only")
     g.add_argument("--verify-batch", type=int, default=64, help="samples decoded together")
     g.add_argument("--device", default="auto", help="device for --verify-with")
-    args = p.parse_args(argv)
-    args.preset = args.preset or default_preset()
+    args = parse_args_with_preset(p, argv, lambda preset, data: ("data", "pag", "tokenizer", "model"))
     for flag, low in (("n_train", 1), ("n_val", 1), ("n_test", 1), ("n_base", 0), ("max_tasks", 1),
                       ("max_turns", 1), ("block_size", 1), ("verify_max", 1), ("verify_batch", 1)):
         value = getattr(args, flag)
@@ -95,6 +101,9 @@ def parse_args(argv=None):
                 f"{len(SPECIAL_TOKENS)} special tokens (got {args.vocab_size})")
     if args.augment is not None and args.augment < 0:
         p.error(f"--augment must be at least 0 (got {args.augment})")
+    unknown = set(args.classes) - set(DOMAINS) | set(args.categories) - set(CATEGORIES)
+    if unknown:
+        p.error(f"unknown classes/categories: {sorted(unknown)}")
     if args.mask_p is not None and not 0 <= args.mask_p <= 1:
         p.error(f"--mask-p must be in [0, 1] (got {args.mask_p})")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -115,21 +124,11 @@ def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
     t0 = time.time()
-    settings = dict(get_preset(args.preset)["data"])
-    for key in ("n_train", "n_val", "n_test", "n_base", "max_turns"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
-    if args.max_tasks is not None:
-        for key in ("n_train", "n_val", "n_test", "n_base"):
-            settings[key] = min(settings[key], args.max_tasks)
-    for key in ("classes", "categories"):
-        if getattr(args, key):
-            settings[key] = getattr(args, key).split(",")
-    unknown = set(settings["classes"]) - set(DOMAINS) | set(settings["categories"]) - set(CATEGORIES)
-    if unknown:
-        parser.error(f"unknown classes/categories: {sorted(unknown)}")
-    sizes = {split: settings.pop(f"n_{split}") for split in ("train", "val", "test")}
-    n_base = settings.pop("n_base")
+    cap = args.max_tasks or float("inf")  # --max-tasks caps every split and the base corpus
+    sizes = {split: min(getattr(args, f"n_{split}"), cap) for split in ("train", "val", "test")}
+    n_base = min(args.n_base, cap)
+    settings = dict(max_turns=args.max_turns, long_output_chars=args.long_output_chars, classes=args.classes,
+                    categories=args.categories)
     print(f"preset {args.preset} | seed {args.seed} | sizes {sizes} | settings {settings}")
 
     # ---- tasks
@@ -161,27 +160,20 @@ def main(argv=None):
     print(f"tasks written to {args.out} in {t_tasks:.1f}s")
 
     # ---- PAG / SFT data
-    preset = get_preset(args.preset)
-    pag = dict(preset["pag"])
-    for key in ("augment", "mask_p"):
-        if getattr(args, key) is not None:
-            pag[key] = getattr(args, key)
-    fmt = {"functions": pag["functions"]}
+    fmt = {"functions": args.functions}
     with open(os.path.join(args.out, "format.json"), "w") as f:
         json.dump(fmt, f)
-    vocab_size = args.vocab_size or preset["tokenizer"]["vocab_size"]
-    block_size = args.block_size or preset["model"]["block_size"]
     t1 = time.time()
 
     # oracle awareness for every task, then augmented copies of some train tasks (PAG data only)
     oracle = {split: [oracle_turns(t) for t in tasks] for split, tasks in splits.items()}
     augmented = []
     for i, task in enumerate(splits["train"]):
-        copies = int(pag["augment"]) + (np.random.default_rng([args.seed, i]).random() < pag["augment"] % 1)
+        copies = int(args.augment) + (np.random.default_rng([args.seed, i]).random() < args.augment % 1)
         for c in range(copies):
             augmented.append(augment(task, seed=args.seed * 1000 + c, paraphrase_turns=not args.no_paraphrase,
-                                     perturb_functions=not args.no_perturb, mask_p=pag["mask_p"],
-                                     rename=pag["rename"] and not args.no_rename))
+                                     perturb_functions=not args.no_perturb, mask_p=args.mask_p,
+                                     rename=bool(args.rename)))
 
     samples = {}  # (kind, split) -> [(task id, turn or None, messages)]
     dropped = {}  # (kind, split) -> {reason: count}
@@ -209,17 +201,17 @@ def main(argv=None):
 
     # tokenizer: trained on the train conversations of both kinds (every message's text)
     texts = (m["content"] for kind in ("plain", "pag") for _, _, msgs in samples[(kind, "train")] for m in msgs)
-    tok = Tokenizer.train(texts, vocab_size)
+    tok = Tokenizer.train(texts, args.vocab_size)
     tok.save(os.path.join(args.out, "tokenizer.json"))
 
     print(f"\nSFT data | tokenizer {tok.vocab_size} tokens | augmented train copies {len(augmented)} "
-          f"| block_size {block_size}")
+          f"| block_size {args.block_size}")
     print(f"{'data':6s} {'split':6s} {'samples':>8s} {'dropped':>24s} {'tok/sample':>10s} {'p95':>6s} {'max':>6s}")
     for (kind, split), rows in samples.items():
         kept, lengths = [], []
         for task_id, turn, messages in rows:
             n = len(tok.render(messages)[0])
-            if n > block_size:
+            if n > args.block_size:
                 dropped[(kind, split)]["longer than block_size"] = dropped[(kind, split)].get("longer than block_size", 0) + 1
                 continue
             kept.append({"task_id": task_id, "turn": turn, "messages": messages})

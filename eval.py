@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nanoparl.agent import AgentLoop, trajectory_summary, transcript
+from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summary, transcript
 from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
-from nanoparl.common import (PRESETS, add_threads_flag, default_preset, get_device, get_preset, log0, run_cli,
-                             seed_everything, set_threads)
+from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0, parse_args_with_preset,
+                             run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
 from nanoparl.tasks import CATEGORIES, load_tasks
@@ -56,13 +56,13 @@ def parse_args(argv=None):
     g.add_argument("--data-dir", default="data")
     g.add_argument("--split", default="test", choices=["train", "val", "test"])
     g.add_argument("--max-tasks", type=int, default=None,
-                   help="evaluate the first N tasks only (default: the preset's; tasks cycle through categories)")
+                   help="evaluate the first N tasks only (tasks cycle through categories; None: all)")
     g = p.add_argument_group("sampling")
     g.add_argument("--samples", type=int, default=1, help="rollouts per task (pass^k uses k = this)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--step-tokens", type=int, default=None, help="max tokens per assistant step (default: the preset's)")
+    g.add_argument("--step-tokens", type=int, default=None, help="max tokens per assistant step")
     g.add_argument("--batch-tasks", type=int, default=64, help="tasks per engine batch")
     g = p.add_argument_group("run")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
@@ -72,7 +72,7 @@ def parse_args(argv=None):
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto")
     add_threads_flag(g)
-    args = p.parse_args(argv)
+    args = parse_args_with_preset(p, argv, lambda preset, data: ("rl", "eval"))  # step_tokens: as in RL
     # flags that would crash after the work (--samples 0), or silently mean something else
     # (--max-tasks 0 used to mean "all"), stop here in one line
     for flag, low in (("samples", 1), ("max_tasks", 1), ("step_tokens", 1), ("batch_tasks", 1),
@@ -189,9 +189,9 @@ class CountingLoop(AgentLoop):
         super().__init__(*a, **kw)
         self.progress, self.finished = progress, 0
 
-    def run(self, tasks, samples=1, agent="model"):
+    def run(self, tasks, samples=1):
         self.finished = 0
-        rollouts = super().run(tasks, samples, agent)
+        rollouts = super().run(tasks, samples)
         self.progress.update(len(rollouts) - self.finished)  # tasks whose prompt alone overflowed
         return rollouts
 
@@ -202,14 +202,18 @@ class CountingLoop(AgentLoop):
         self.finished = done
 
 
+class CountingOracleLoop(CountingLoop, OracleLoop):
+    """The oracle (agent.OracleLoop), counted the same way."""
+
+
 def evaluate(model, tok, tasks, policy, fmt, args, agent="model", desc=None):
     """tasks x args.samples rollouts (group-major), batch_tasks tasks per engine."""
     progress = Progress(desc or f"eval {policy}", len(tasks) * args.samples)
-    loop = CountingLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
+    loop = (CountingOracleLoop if agent == "oracle" else CountingLoop)(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
                         top_k=args.top_k, top_p=args.top_p, seed=args.seed, progress=progress)
     rollouts = []
     for i in range(0, len(tasks), args.batch_tasks):
-        rollouts += loop.run(tasks[i:i + args.batch_tasks], args.samples, agent=agent)
+        rollouts += loop.run(tasks[i:i + args.batch_tasks], args.samples)
     progress.close()
     return rollouts
 
@@ -308,12 +312,6 @@ def load_runs(args, data_fmt):
 def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
-    args.preset = args.preset or default_preset()
-    preset_eval = get_preset(args.preset)["eval"]
-    if args.max_tasks is None:
-        args.max_tasks = preset_eval["max_tasks"]
-    if args.step_tokens is None:
-        args.step_tokens = preset_eval["step_tokens"]
     seed_everything(args.seed)
     try:
         device = get_device(args.device)

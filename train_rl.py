@@ -43,8 +43,9 @@ from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
-                             cleanup_distributed, default_preset, get_preset, init_distributed, log0, run_cli,
+                             cleanup_distributed, init_distributed, log0, parse_args_with_preset, run_cli,
                              seed_everything, set_threads)
+from nanoparl.pag import summary_requirements
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
@@ -82,14 +83,14 @@ def parse_args(argv=None):
     g.add_argument("--step-tokens", type=int, default=None, help="max tokens per assistant step")
     g.add_argument("--micro-batch", type=int, default=16, help="sequences per forward/backward")
     for name, w in DEFAULT_WEIGHTS.items():
-        g.add_argument(f"--w-{name}", type=float, default=w, help=f"pag-rl reward weight (ours: {w})")
+        g.add_argument(f"--w-{name}", type=float, default=w, help="pag-rl reward weight")
     g = p.add_argument_group("evaluation, logging, checkpoints")
     g.add_argument("--eval-every", type=int, default=None)
     g.add_argument("--eval-tasks", type=int, default=None, help="val tasks per evaluation")
     g.add_argument("--save-every", type=int, default=None)
     g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--dump-episodes", type=int, default=2, help="decoded episodes written per eval")
-    return p.parse_args(argv)
+    return parse_args_with_preset(p, argv, lambda preset, data: ("rl",))
 
 
 def step_tasks(tasks, n, step, seed):
@@ -104,7 +105,9 @@ def score(rollouts, args, policy, samples):
     """-> (per-rollout advantages, rewards, reward parts, zero-advantage share). Groups are adjacent.
     PAG-RL: one scalar per rollout (GRPO over the composite reward), the same for all its tokens;
     MT-GRPO: one value per turn (turn advantage + lam * outcome advantage), for that turn's tokens."""
-    trajs = [trajectory_summary(r, policy) for r in rollouts]
+    tasks = {r.group: r.task for r in rollouts}
+    required = {g: summary_requirements(task) for g, task in tasks.items()}  # once per task, not per sample
+    trajs = [trajectory_summary(r, policy, required[r.group]) for r in rollouts]
     groups = [r.group for r in rollouts]
     if args.algo == "pag-rl":
         weights = {k: getattr(args, f"w_{k}") for k in DEFAULT_WEIGHTS}
@@ -156,18 +159,11 @@ def main(argv=None):
 def train(args, stop):
     set_threads(args.threads)
     rank, world, device = init_distributed(args.device)
-    args.preset = args.preset or default_preset()
-    hp = dict(get_preset(args.preset)["rl"])
-    for key in ("max_steps", "tasks_per_step", "group_size", "ppo_epochs", "lr", "step_tokens",
-                "eval_every", "eval_tasks", "save_every"):
-        if getattr(args, key) is not None:
-            hp[key] = getattr(args, key)
-    check_settings(dict(hp, micro_batch=args.micro_batch, keep_last=args.keep_last),
-                   positive=("tasks_per_step", "group_size", "ppo_epochs", "step_tokens", "eval_every",
-                             "eval_tasks", "save_every", "micro_batch"),
+    check_settings(vars(args), positive=("tasks_per_step", "group_size", "ppo_epochs", "step_tokens", "eval_every",
+                                         "eval_tasks", "save_every", "micro_batch"),
                    non_negative=("max_steps", "keep_last"))
-    if hp["tasks_per_step"] % world:
-        raise SystemExit(f"error: --tasks-per-step {hp['tasks_per_step']} must be divisible by the {world} ranks")
+    if args.tasks_per_step % world:
+        raise SystemExit(f"error: --tasks-per-step {args.tasks_per_step} must be divisible by the {world} ranks")
     prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
     if world > 1:
         dist.barrier()
@@ -184,7 +180,7 @@ def train(args, stop):
     fmt = init_meta.get("format", DEFAULT_FORMAT)
     ref = copy.deepcopy(model).eval() if args.kl > 0 else None
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
-    val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:hp["eval_tasks"]]
+    val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:args.eval_tasks]
     for split, tasks in (("train", train_tasks), ("val", val_tasks)):
         if not tasks:  # else every step "trains" on nothing and logs reward nan
             raise SystemExit(f"error: {os.path.join(args.data_dir, f'tasks_{split}.jsonl')} holds no tasks")
@@ -192,10 +188,10 @@ def train(args, stop):
     probe_file = os.path.join(args.data_dir, f"sft_{'pag' if policy == 'awareness' else 'plain'}_val.jsonl")
     probe_samples = (load_samples(probe_file, tok, model.config.block_size)[0][:200]
                      if os.path.exists(probe_file) else [])
-    opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95), weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
-    if args.resume and step >= hp["max_steps"]:
-        log0(f"{args.out} is at step {step}, at or past --max-steps {hp['max_steps']}: nothing to train "
+    if args.resume and step >= args.max_steps:
+        log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
              f"(its checkpoints are left as they are)")
         cleanup_distributed()
         return {}
@@ -205,14 +201,14 @@ def train(args, stop):
     meta.pop("metrics", None)
     meta.pop("step", None)
     meta.pop("config", None)
-    n_local = hp["tasks_per_step"] // world
-    G = hp["group_size"]
+    n_local = args.tasks_per_step // world
+    G = args.group_size
     log0(f"{args.algo} | policy {policy} | init {args.init} | {len(train_tasks)} train tasks | "
-         f"{hp['tasks_per_step']} tasks x {G} rollouts per step | world {world} | {device}")
+         f"{args.tasks_per_step} tasks x {G} rollouts per step | world {world} | {device}")
 
     def run_eval():  # -> ({category: greedy val accuracy, "overall": their mean}, copy probe)
         model.eval()
-        loop = AgentLoop(model, tok, policy, fmt, step_tokens=hp["step_tokens"], temperature=0.0, seed=0)
+        loop = AgentLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=0.0, seed=0)
         rollouts = [r for i in range(0, len(val_tasks), 64) for r in loop.run(val_tasks[i:i + 64])]
         res = {c: float(np.mean([r.verdict["passed"] for r in rollouts if r.task["category"] == c]))
                for c in CATEGORIES if any(r.task["category"] == c for r in rollouts)}
@@ -236,45 +232,53 @@ def train(args, stop):
 
     metrics = {}
     while True:
-        last_step = step >= hp["max_steps"]
+        last_step = step >= args.max_steps
         if not last_step and stop.requested():  # between two optimizer steps: a consistent state
             path = checkpoint()
             log0(f"interrupted at step {step}: saved {path}; continue with --resume")
             cleanup_distributed()
             sys.exit(130)
-        if rank == 0 and (step % hp["eval_every"] == 0 or last_step):
+        if rank == 0 and (step % args.eval_every == 0 or last_step):
             res, probe = run_eval()
             metrics = {"val_accuracy": res["overall"], **{f"val_{c}": res[c] for c in res if c != "overall"}}
             log_metrics = dict(metrics, **probe)
             log0(f"step {step} | val accuracy {metrics['val_accuracy']:.3f} | " +
                  " | ".join(f"{k[4:]} {v:.2f}" for k, v in metrics.items() if k != "val_accuracy"))
             logger.log(step=step, **log_metrics)
-        if last_step or (step > 0 and step % hp["save_every"] == 0):
+        if last_step or (step > 0 and step % args.save_every == 0):
             checkpoint()
         elif world > 1:
             dist.barrier()
         if last_step:
             break
 
-        # ---- rollouts (this rank's share of the step's groups)
+        # ---- 1. rollouts: this rank's n_local tasks x G samples at `temperature`, group-major (a
+        # task's G samples are adjacent); each Rollout holds its segments (token ids, loss mask,
+        # log-probs at sampling time, turn id per token) and the checker's verdict
         t0 = time.time()
-        tasks = step_tasks(train_tasks, hp["tasks_per_step"], step, args.seed)[rank * n_local:(rank + 1) * n_local]
+        tasks = step_tasks(train_tasks, args.tasks_per_step, step, args.seed)[rank * n_local:(rank + 1) * n_local]
         model.eval()
-        loop = AgentLoop(model, tok, policy, fmt, step_tokens=hp["step_tokens"], temperature=args.temperature,
+        loop = AgentLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
                          seed=args.seed * 100003 + step * 101 + rank)
         rollouts = loop.run(tasks, G)
         t_sample = time.time() - t0 - loop.env_seconds
+        # ---- 2. rewards -> advantages, per group of G (score, above): PAG-RL one scalar per rollout,
+        # MT-GRPO one value per turn
         advantages, rewards, parts, zero_share = score(rollouts, args, policy, G)
+        # ---- 3. the batch: one sequence per segment (awareness: one per user turn), each with its
+        # per-token advantage; groups whose advantages are all 0 carry no signal and are dropped
         seqs = build_batch(rollouts, advantages, keep_zero=args.kl > 0)
 
-        # ---- policy update: ppo_epochs passes, token-level normalisation over the whole step
+        # ---- 4. clipped policy update: ppo_epochs passes over the batch in micro-batches of
+        # [micro_batch, T] tokens; the loss is summed over tokens and divided by n_tok, the step's
+        # trained tokens on all ranks (token-level normalisation, rl.policy_loss)
         t1 = time.time()
         model.train()
         n_tok = torch.tensor(float(sum(sum(s[1][1:]) for s in seqs)))
         if world > 1:
             dist.all_reduce(n_tok)
         stats_acc = []
-        for epoch in range(hp["ppo_epochs"]):
+        for epoch in range(args.ppo_epochs):
             for i in range(0, len(seqs), args.micro_batch):
                 tokens, mask, old, adv = pad(seqs[i:i + args.micro_batch], device)
                 with autocast(device):
@@ -300,6 +304,7 @@ def train(args, stop):
         t_train = time.time() - t1
         step += 1
 
+        # ---- 5. the log line: rewards and their parts, accuracy, lengths, KL, clip fraction, times
         stats = {"reward": float(np.mean(rewards)),
                  "accuracy": float(np.mean([r.verdict["passed"] for r in rollouts])),
                  "steps_per_task": float(np.mean([sum(len(t["steps"]) for t in r.turns) for r in rollouts])),

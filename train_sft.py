@@ -48,7 +48,7 @@ from nanoparl.chat import DEFAULT_FORMAT
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
-                             cleanup_distributed, default_preset, get_preset, init_distributed, log0,
+                             cleanup_distributed, get_preset, init_distributed, log0, parse_args_with_preset,
                              run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
@@ -99,7 +99,7 @@ def parse_args(argv=None):
     g.add_argument("--save-every", type=int, default=None)
     g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--log-every", type=int, default=10)
-    return p.parse_args(argv)
+    return parse_args_with_preset(p, argv, lambda preset, data: ("model", "base" if data == "base" else "sft"))
 
 
 # ----------------------------------------------------------------------------
@@ -112,18 +112,10 @@ def main(argv=None):
 def train(args, stop):
     set_threads(args.threads)
     rank, world, device = init_distributed(args.device)
-    args.preset = args.preset or default_preset()
-    preset = get_preset(args.preset)
-    hp = dict(preset["base" if args.data == "base" else "sft"])
-    for key in ("max_steps", "batch_size", "micro_batch_size", "lr", "muon_lr", "warmup_steps", "cooldown_frac", "eval_every",
-                "eval_samples", "save_every"):
-        if getattr(args, key) is not None:
-            hp[key] = getattr(args, key)
-    check_settings(dict(hp, log_every=args.log_every, keep_last=args.keep_last),
-                   positive=("batch_size", "micro_batch_size", "eval_every", "save_every", "log_every"),
+    check_settings(vars(args), positive=("batch_size", "micro_batch_size", "eval_every", "save_every", "log_every"),
                    non_negative=("max_steps", "warmup_steps", "eval_samples", "keep_last"))
-    if hp["batch_size"] % world:
-        raise SystemExit(f"error: --batch-size {hp['batch_size']} must be divisible by the {world} ranks")
+    if args.batch_size % world:
+        raise SystemExit(f"error: --batch-size {args.batch_size} must be divisible by the {world} ranks")
     prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
     if world > 1:
         dist.barrier()
@@ -133,12 +125,8 @@ def train(args, stop):
     tok = Tokenizer.load(tok_path)
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, tok_path)
-    model_cfg = dict(preset["model"], vocab_size=tok.vocab_size)
-    for key in ("n_layer", "n_embd", "n_head", "n_kv_head", "intermediate_size"):
-        if getattr(args, key) is not None:
-            model_cfg[key] = getattr(args, key)
-    if args.qk_norm is not None:
-        model_cfg["qk_norm"] = bool(args.qk_norm)
+    model_cfg = dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size, qk_norm=bool(args.qk_norm),
+                     **{k: getattr(args, k) for k in ("n_layer", "n_embd", "n_head", "n_kv_head", "intermediate_size")})
     if args.init:
         model, init_meta = load_checkpoint(args.init)
         model_cfg = model.config.to_dict()
@@ -154,16 +142,16 @@ def train(args, stop):
     val_file = "sft_pag_val.jsonl" if args.data == "base" else f"sft_{args.data}_val.jsonl"
     train, dropped = load_samples(os.path.join(args.data_dir, train_file), tok, block)
     val, _ = load_samples(os.path.join(args.data_dir, val_file), tok, block)
-    val = val[:hp["eval_samples"]]
+    val = val[:args.eval_samples]
     lengths = np.array([len(ids) for ids, _ in train])
     log0(f"preset {args.preset} | {model.num_params(False) / 1e6:.2f}M params | {len(train)} train samples "
          f"({dropped} over block_size {block} dropped) | {len(val)} val samples | world {world} | {device}")
 
-    opt = make_optimizer(model, hp["lr"], args.weight_decay, muon_lr=hp.get("muon_lr"))
+    opt = make_optimizer(model, args.lr, args.weight_decay, muon_lr=args.muon_lr)
 
     step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
-    if args.resume and step >= hp["max_steps"]:
-        log0(f"{args.out} is at step {step}, at or past --max-steps {hp['max_steps']}: nothing to train "
+    if args.resume and step >= args.max_steps:
+        log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
              f"(its checkpoints are left as they are)")
         cleanup_distributed()
         return {}
@@ -179,10 +167,10 @@ def train(args, stop):
         """Linear warmup, a constant plateau, then a linear cooldown to min_lr_frac over the last
         cooldown_frac of the steps. The plateau matters: the copy circuit appears only while the rate
         is still high (a cosine over the run had it too low by then)."""
-        if it < hp["warmup_steps"]:
-            return (it + 1) / hp["warmup_steps"]
-        cooldown = max(1, int(hp["cooldown_frac"] * hp["max_steps"]))
-        frac = (it - (hp["max_steps"] - cooldown)) / cooldown
+        if it < args.warmup_steps:
+            return (it + 1) / args.warmup_steps
+        cooldown = max(1, int(args.cooldown_frac * args.max_steps))
+        frac = (it - (args.max_steps - cooldown)) / cooldown
         return 1.0 - (1 - args.min_lr_frac) * min(max(frac, 0.0), 1.0)
 
     def checkpoint(metrics):  # -> the path of the weights written
@@ -199,21 +187,21 @@ def train(args, stop):
         return os.path.join(args.out, f"model_{step}.safetensors")
 
     metrics, t0, tokens = {}, time.time(), 0
-    local_bs = hp["batch_size"] // world
+    local_bs = args.batch_size // world
     while True:
-        last_step = step >= hp["max_steps"]
+        last_step = step >= args.max_steps
         if not last_step and stop.requested():  # between two optimizer steps: a consistent state
             path = checkpoint(metrics)
             log0(f"interrupted at step {step}: saved {path}; continue with --resume")
             cleanup_distributed()
             sys.exit(130)
-        if step % hp["eval_every"] == 0 or last_step:
+        if step % args.eval_every == 0 or last_step:
             metrics = evaluate(model, val, tok, device, max(local_bs, 8)) if rank == 0 else {}
             if rank == 0:
                 log0(f"step {step} | {probe_line(metrics)} | {time.time() - t0:.0f}s")
             if logger:
                 logger.log(step=step, time_s=time.time() - t0, **metrics)
-        if last_step or (step > 0 and step % hp["save_every"] == 0):
+        if last_step or (step > 0 and step % args.save_every == 0):
             checkpoint(metrics)
         if last_step:
             break
@@ -221,12 +209,12 @@ def train(args, stop):
         lr = lr_factor(step)
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * lr
-        ids = batch_indices(lengths, hp["batch_size"], step, args.seed)
+        ids = batch_indices(lengths, args.batch_size, step, args.seed)
         rows = [train[i] for i in ids[rank * local_bs:(rank + 1) * local_bs]]
         # gradient accumulation: micro-batches of micro_batch_size samples bound the activation
         # memory (README, "The gpu preset"); each is padded to its own longest sample
-        micro = [collate(rows[i:i + hp["micro_batch_size"]], tok.end_id, every_token=args.data == "base")
-                 for i in range(0, len(rows), hp["micro_batch_size"])]
+        micro = [collate(rows[i:i + args.micro_batch_size], tok.end_id, every_token=args.data == "base")
+                 for i in range(0, len(rows), args.micro_batch_size)]
         # normalise by the GLOBAL number of trained tokens, so that N ranks == 1 rank and
         # k micro-batches == 1 batch exactly
         n_tok = sum((targets != -1).sum() for _, targets in micro).float().to(device)
@@ -257,7 +245,7 @@ def train(args, stop):
         opt.zero_grad(set_to_none=True)
         step += 1
         tokens += int(lengths[ids].sum())  # real tokens of the global batch, padding not counted
-        if step % args.log_every == 0 or step == hp["max_steps"]:
+        if step % args.log_every == 0 or step == args.max_steps:
             dt = time.time() - t0
             log0(f"step {step} | loss {reported.item():.4f} | lr x{lr:.3f} | {tokens / dt / 1e3:.1f}k tok/s | {dt:.0f}s")
             if logger:

@@ -16,7 +16,7 @@ Context policies:
 - awareness: at each new user turn the row is reset and rebuilt as system + previous turn (with the
   awareness the model wrote there) + this user message; the model writes <summary> and <plan> first.
 
-agent="oracle" replays the ground truth through this same loop (its texts are forced instead of
+OracleLoop replays the ground truth through this same loop (its texts are forced instead of
 sampled): it must pass every task, which tests the loop, the format and the checker together.
 """
 
@@ -47,7 +47,6 @@ class Rollout:
     context_tokens: list = field(default_factory=list)  # row length before each step
     generated: int = 0                                 # sampled tokens
     verdict: dict = None
-    required: list = None                              # per turn: facts its summary must hold
 
 
 def classify(text):
@@ -153,16 +152,12 @@ class AgentLoop:
     # ---- the loop
 
     @torch.no_grad()
-    def run(self, tasks, samples=1, agent="model"):
+    def run(self, tasks, samples=1):
         """tasks x samples rollouts -> list of Rollout (group-major: task i's samples are adjacent)."""
         n = len(tasks) * samples
         engine = Engine(self.model, n, self.max_len)
         rollouts = [Rollout(task=t, group=i, env=ToolEnv.for_task(t)) for i, t in enumerate(tasks)
                     for _ in range(samples)]
-        oracle = [oracle_turns(t) for t in tasks] if agent == "oracle" else None
-        required = [summary_requirements(t) for t in tasks]  # once per task, shared by its samples
-        for r in rollouts:
-            r.required = required[r.group]
         # turn 0: one prompt per group, prefilled once and forked to the group's other rows
         appends = []
         for r in rollouts:
@@ -187,29 +182,7 @@ class AgentLoop:
                 break
             for i in live:
                 rollouts[i].context_tokens.append(engine.length(i))
-            if agent == "oracle":
-                texts = []
-                for i in live:
-                    r = rollouts[i]
-                    turn = oracle[r.group][r.turn]
-                    text = turn["steps"][len(r.turns[r.turn]["steps"])][0]
-                    if self.policy == "awareness" and not r.turns[r.turn]["steps"]:
-                        text = awareness_text(turn["summary"], turn["plan"]) + text
-                    texts.append(text)
-                appends = [(i, self.tok.encode(t, allow_special=True) + [self.tok.end_id]) for i, t in zip(live, texts)]
-                for i, tokens in appends:
-                    rollouts[i].generated += len(tokens)
-                    rollouts[i].turn_ids += [rollouts[i].turn] * len(tokens)
-                self._flush(engine, rollouts, appends)
-                reasons = ["stop" if not rollouts[i].done else "cache_full" for i in live]
-            else:
-                outs, reasons = engine.generate(live, self.step_tokens, [self.tok.end_id], self.temperature,
-                                                self.top_k, self.top_p, self.generator)
-                texts = []
-                for i, out, reason in zip(live, outs, reasons):
-                    rollouts[i].generated += len(out)
-                    rollouts[i].turn_ids += [rollouts[i].turn] * len(out)
-                    texts.append(self.tok.decode(out[:-1] if reason == "stop" else out))
+            texts, reasons = self._step(engine, rollouts, live)
             # a step that ran out of budget never ended: close it now, so the row stays well-formed
             # (before _after_step, which may reset the row for the next turn)
             unfinished = [(i, [self.tok.end_id]) for i, reason in zip(live, reasons) if reason == "budget"]
@@ -234,6 +207,17 @@ class AgentLoop:
                 r.verdict = dict(r.verdict, passed=False, error_type=r.error)
         return rollouts
 
+    def _step(self, engine, rollouts, live):
+        """One assistant step of every live row, sampled up to <|end|> -> (texts, stop reasons)."""
+        outs, reasons = engine.generate(live, self.step_tokens, [self.tok.end_id], self.temperature,
+                                        self.top_k, self.top_p, self.generator)
+        texts = []
+        for i, out, reason in zip(live, outs, reasons):
+            rollouts[i].generated += len(out)
+            rollouts[i].turn_ids += [rollouts[i].turn] * len(out)
+            texts.append(self.tok.decode(out[:-1] if reason == "stop" else out))
+        return texts, reasons
+
     def _flush(self, engine, rollouts, appends):
         """Append queued forced tokens, merging several queued for one row; overflow ends a task."""
         merged = {}
@@ -248,12 +232,39 @@ class AgentLoop:
                 rollouts[row].done, rollouts[row].error = True, "context_overflow"
 
 
+class OracleLoop(AgentLoop):
+    """The ground truth replayed through AgentLoop: each step's text is the PAG oracle's
+    (pag.oracle_turns: the awareness, then the ground-truth calls one step at a time, then the
+    reply), forced into the row instead of sampled. The model only carries the KV cache."""
+
+    def run(self, tasks, samples=1):
+        self.oracle = [oracle_turns(t) for t in tasks]
+        return super().run(tasks, samples)
+
+    def _step(self, engine, rollouts, live):
+        texts, appends = [], []
+        for i in live:
+            r = rollouts[i]
+            turn = self.oracle[r.group][r.turn]
+            text = turn["steps"][len(r.turns[r.turn]["steps"])][0]
+            if self.policy == "awareness" and not r.turns[r.turn]["steps"]:
+                text = awareness_text(turn["summary"], turn["plan"]) + text
+            tokens = self.tok.encode(text, allow_special=True) + [self.tok.end_id]
+            r.generated += len(tokens)
+            r.turn_ids += [r.turn] * len(tokens)
+            texts.append(text)
+            appends.append((i, tokens))
+        self._flush(engine, rollouts, appends)
+        return texts, ["stop" if not rollouts[i].done else "cache_full" for i in live]
+
+
 # ----------------------------------------------------------------------------
 # Summaries for rewards and metrics
 
-def trajectory_summary(r, policy):
-    """The plain-dict view of a rollout that rl.py's reward functions take."""
-    required = r.required if r.required is not None else summary_requirements(r.task)
+def trajectory_summary(r, policy, required=None):
+    """The plain-dict view of a rollout that rl.py's reward functions take. required: the task's
+    summary_requirements, when the caller has them (once per task, not per sample)."""
+    required = required if required is not None else summary_requirements(r.task)
     turns = []
     for k, gt in enumerate(r.task["ground_truth"]):
         t = r.turns[k] if k < len(r.turns) else {"steps": [], "summary": None}

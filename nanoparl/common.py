@@ -5,6 +5,7 @@ Every script picks a preset with `--preset micro|cpu|gpu`; PRESETS below is the 
 where their numbers live. Individual command-line flags override single entries.
 """
 
+import argparse
 import contextlib
 import json
 import os
@@ -42,7 +43,7 @@ PRESETS = {
                     eval_every=30, eval_samples=32, save_every=30),
         "rl": dict(tasks_per_step=4, group_size=4, ppo_epochs=1, lr=3e-4, max_steps=6, step_tokens=96,
                    eval_every=3, eval_tasks=8, save_every=3),
-        "eval": dict(max_tasks=None, step_tokens=96),
+        "eval": dict(max_tasks=None),
     },
     # cpu: the whole main job on 2 CPU cores (~1M parameters; dev/LOG.md, "Teaching a tiny model to copy")
     "cpu": {
@@ -68,7 +69,7 @@ PRESETS = {
         "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, lr=1e-4, max_steps=15, step_tokens=160,
                    eval_every=15, eval_tasks=100, save_every=5),
         # the first 200 test tasks (50 per category: tasks cycle through the categories)
-        "eval": dict(max_tasks=200, step_tokens=160),
+        "eval": dict(max_tasks=200),
     },
     # gpu: one GPU with 24 GB; ~30M parameters
     "gpu": {
@@ -90,7 +91,7 @@ PRESETS = {
                     eval_every=500, eval_samples=500, save_every=500),
         "rl": dict(tasks_per_step=32, group_size=8, ppo_epochs=2, lr=5e-5, max_steps=200, step_tokens=256,
                    eval_every=25, eval_tasks=500, save_every=25),
-        "eval": dict(max_tasks=None, step_tokens=256),
+        "eval": dict(max_tasks=None),
     },
 }
 
@@ -104,6 +105,30 @@ def get_preset(name):
 def default_preset():
     """gpu where CUDA is available, else cpu (the README's main job follows this)."""
     return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def parse_args_with_preset(parser, argv, sections):
+    """Parse `argv` with the preset's numbers as the parser's defaults: PRESETS is the one home of a
+    setting, a flag overrides it, `--help` shows the value the run will use, and a script reads
+    every setting from args. --preset (and --data, which picks train_sft.py's section) are read
+    first; sections(preset_name, data) names the preset sections that feed this parser."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--preset", default=default_preset())
+    early.add_argument("--data")
+    known, _ = early.parse_known_args(argv)
+    if known.preset in PRESETS:  # else the parser's choices reject it, in its own words
+        actions = {a.dest: a for a in parser._actions}
+        for section in sections(known.preset, known.data):
+            for key, value in PRESETS[known.preset][section].items():
+                if key in actions:
+                    actions[key].default = value
+                    actions[key].help = (actions[key].help or "") + " (preset: %(default)s)"
+    for a in parser._actions:  # the other defaults, in --help too
+        if a.option_strings and a.default not in (None, False, argparse.SUPPRESS) and "default" not in (a.help or ""):
+            a.help = (a.help or "") + " (default: %(default)s)"
+    args = parser.parse_args(argv)
+    args.preset = args.preset or known.preset
+    return args
 
 
 def add_threads_flag(parser):

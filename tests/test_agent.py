@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from nanoparl.agent import AgentLoop
+from nanoparl.agent import AgentLoop, OracleLoop
 from nanoparl.checkpoint import save_checkpoint
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.tasks import load_tasks
@@ -39,7 +39,7 @@ def tiny_model(tok, block_size=2048):
 @pytest.mark.parametrize("policy", ["history", "awareness"])
 def test_oracle_passes_every_task_through_the_loop(data, policy):
     _, tok, fmt, tasks = data
-    rollouts = AgentLoop(tiny_model(tok), tok, policy, fmt).run(tasks, agent="oracle")
+    rollouts = OracleLoop(tiny_model(tok), tok, policy, fmt).run(tasks)
     assert all(r.verdict["passed"] for r in rollouts), [r.verdict for r in rollouts if not r.verdict["passed"]]
     for r in rollouts:  # every assistant token was forced here, so all masks are 0
         assert all(m == 0 for seg in r.segments for m in seg["mask"])

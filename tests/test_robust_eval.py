@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nanoparl.checkpoint import save_checkpoint
-from nanoparl.common import default_preset
+from nanoparl.common import PRESETS, default_preset
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.tasks import load_tasks
 from nanoparl.tokenizer import Tokenizer
@@ -125,9 +125,9 @@ def test_progress_moves_per_finished_rollout_not_per_batch(data):
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
                           intermediate_size=32, block_size=2048)).eval()
     progress = Recorder()
-    loop = evaluation.CountingLoop(model, tok, "history", json.load(open(os.path.join(data, "format.json"))),
-                                   progress=progress)
-    rollouts = loop.run(tasks, samples=2, agent="oracle")  # one batch: the oracle's tasks end at different steps
+    loop = evaluation.CountingOracleLoop(model, tok, "history", json.load(open(os.path.join(data, "format.json"))),
+                                         progress=progress)
+    rollouts = loop.run(tasks, samples=2)  # one batch: the oracle's tasks end at different steps
     moves = [n for n in progress.updates if n > 0]
     assert sum(progress.updates) == len(rollouts) == 2 * len(tasks)
     assert len(moves) >= 2, progress.updates
@@ -155,6 +155,14 @@ def test_data_gen_default_preset_is_the_other_scripts_default():
     assert data_gen.parse_args([]).preset == default_preset()
 
 
+def test_flags_default_to_the_preset_and_override_it():
+    args = data_gen.parse_args(["--preset", "micro", "--n-val", "7"])
+    assert args.n_train == PRESETS["micro"]["data"]["n_train"] and args.n_val == 7
+    assert args.classes == PRESETS["micro"]["data"]["classes"] and args.vocab_size == 512
+    assert data_gen.parse_args(["--preset", "micro", "--classes", "MathAPI,TicketAPI"]).classes == ["MathAPI",
+                                                                                                    "TicketAPI"]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--max-tasks", "0"], "--max-tasks must be at least 1"),
     (["--n-val", "0"], "--n-val must be at least 1"),
@@ -162,6 +170,7 @@ def test_data_gen_default_preset_is_the_other_scripts_default():
     (["--mask-p", "2"], "--mask-p must be in [0, 1]"),
     (["--verify-with", "no/such/run"], "not a run directory"),
     (["--classes", "MathAPI"], "could not make task"),
+    (["--classes", "MathAPI,NoSuchAPI"], "unknown classes/categories: ['NoSuchAPI']"),
 ])
 def test_bad_data_gen_input_stops_before_writing(tmp_path, extra, message, capsys):
     out = tmp_path / "d"
