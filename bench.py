@@ -23,8 +23,8 @@ from nanoparl.memory import memory_report
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
 from nanoparl.pag import oracle_turns, sft_samples
-from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
+from nanoparl.world.tasks import generate_splits
 
 
 def timed(fn, warmup=2, iters=5, device=None):

@@ -4,8 +4,8 @@
     python data_gen.py --preset cpu --seed 0 --out data          # the main job's data
     python data_gen.py --preset cpu --n-train 10000 --out /tmp/d  # override single settings
 
-Writes DATA/tasks_{train,val,test}.jsonl (BFCL v3 multi-turn format, see nanoparl/tasks.py) and
-prints, per split and category: tasks, turns and calls per task, share of read-only calls, tool
+Writes DATA/tasks_{train,val,test}.jsonl (BFCL v3 multi-turn format, see nanoparl/world/tasks.py)
+and prints, per split and category: tasks, turns and calls per task, share of read-only calls, tool
 output length in characters, and the train/test overlap of user messages (which must be 0: test
 holds out entities and phrasings). The same seed gives the same bytes.
 
@@ -48,8 +48,9 @@ from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
 from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
-from nanoparl.tasks import CATEGORIES, DOMAINS, class_counts, generate_splits, make_task, save_tasks, \
-    task_stats, user_messages
+from nanoparl.world.registry import DOMAINS
+from nanoparl.world.tasks import (CATEGORIES, class_counts, generate_splits, make_task, save_tasks,
+                                  task_stats, user_messages)
 
 def comma_list(text):
     return text.split(",")

@@ -40,8 +40,8 @@ from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, 
                              run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
-from nanoparl.tasks import CATEGORIES, load_tasks
 from nanoparl.tokenizer import Tokenizer
+from nanoparl.world.tasks import CATEGORIES, load_tasks
 
 
 def parse_args(argv=None):

@@ -51,8 +51,8 @@ from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, g
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
                          turn_rewards, zero_advantage_share)
 from nanoparl.sft_data import load_samples
-from nanoparl.tasks import CATEGORIES, load_tasks
 from nanoparl.tokenizer import Tokenizer
+from nanoparl.world.tasks import CATEGORIES, load_tasks
 
 
 def parse_args(argv=None):

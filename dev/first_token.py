@@ -14,8 +14,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nanoparl.checkpoint import load_checkpoint  # noqa: E402
 from nanoparl.pag import oracle_turns, sft_samples  # noqa: E402
-from nanoparl.tasks import load_tasks  # noqa: E402
 from nanoparl.tokenizer import Tokenizer  # noqa: E402
+from nanoparl.world.tasks import load_tasks  # noqa: E402
 
 
 def main(ckpt, data_dir, split, n_tasks=150):

@@ -14,8 +14,8 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nanoparl import tasks  # noqa: E402
 from nanoparl.common import get_preset  # noqa: E402
+from nanoparl.world import tasks  # noqa: E402
 
 
 def main(data_dir, out, preset="cpu", n=400, seed=0):

@@ -5,7 +5,7 @@ tokenizer.render turns these messages into ids and a loss mask; pag.py writes wh
 
 import re
 
-from nanoparl.apis import FUNCTION_DOCS, function_names
+from nanoparl.world.registry import FUNCTION_DOCS, function_names
 
 SYSTEM_HEADER = ("You call functions to do what the user asks. Write a call list like "
                  "[f(a=1)] to call, or plain text to answer. Functions:")

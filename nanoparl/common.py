@@ -31,7 +31,8 @@ PRESETS = {
                       block_size=2048, rope_theta=10000.0, qk_norm=True),
         "tokenizer": dict(vocab_size=512),
         "pag": dict(augment=0.5, mask_p=0.1, functions="signatures", rename=True),
-        # data: task generation (nanoparl/tasks.py); long_output_chars caps a long_context task's tool output
+        # data: task generation (nanoparl/world/tasks.py); long_output_chars caps a long_context
+        # task's tool output
         "data": dict(n_train=200, n_val=40, n_test=40, n_base=40, max_turns=4, long_output_chars=1500,
                      classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],
                      categories=["base", "miss_param", "miss_func", "long_context"]),

@@ -19,7 +19,7 @@ import tokenize
 import warnings
 from collections import Counter
 
-from nanoparl.apis import CLASSES, function_names
+from nanoparl.world.registry import CLASSES, function_names
 
 MAX_TEXT = 2000      # characters in one call list
 MAX_CALLS = 8        # calls in one call list

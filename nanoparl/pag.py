@@ -26,10 +26,10 @@ import json
 import random
 import re
 
-from nanoparl.apis import FUNCTION_DOCS, function_names
 from nanoparl.chat import awareness_text, system_message, tool_message, user_message
 from nanoparl.env import ToolEnv, parse_calls
-from nanoparl.tasks import replay
+from nanoparl.world.registry import FUNCTION_DOCS, function_names
+from nanoparl.world.tasks import replay
 
 DONE_REPLY = "Done."
 CANNOT_REPLY = "None of the available functions can do that."

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from nanoparl.apis import CLASSES, FUNCTION_DOCS, function_names, public_methods
 from nanoparl.env import ParseError, ToolEnv, check, format_call, parse_calls
+from nanoparl.world.registry import CLASSES, FUNCTION_DOCS, function_names, public_methods
 
 @pytest.fixture(autouse=True, scope="module")
 def strict_env():

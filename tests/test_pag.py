@@ -10,14 +10,14 @@ import pytest
 
 from nanoparl.common import PRESETS
 from nanoparl.env import check
-from nanoparl.apis import FUNCTION_DOCS
 from nanoparl.env import parse_calls
 from nanoparl.chat import SYSTEM_HEADER, available_functions, split_awareness, system_message, user_message
 from nanoparl.pag import (CANNOT_REPLY, EMPTY_SUMMARY, PLAN_ASK, PLAN_CANNOT, augment,
                           check_sufficiency, fresh_value, oracle_turns, sft_samples,
                           summary_requirements)
-from nanoparl.tasks import generate_splits
 from nanoparl.tokenizer import Tokenizer
+from nanoparl.world.registry import FUNCTION_DOCS
+from nanoparl.world.tasks import generate_splits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(classes=["GorillaFileSystem", "TicketAPI", "TradingBot", "TravelAPI", "MessageAPI", "MathAPI"],

@@ -7,9 +7,10 @@ import tracemalloc
 
 import pytest
 
-from nanoparl import apis, apis_services
 from nanoparl.env import MAX_BRACKETS, ParseError, ToolEnv, check, parse_calls, parse_ground_truth
-from nanoparl.tasks import generate_splits, load_tasks
+from nanoparl.world import base, filesystem
+from nanoparl.world.math import MathAPI
+from nanoparl.world.tasks import generate_splits, load_tasks
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,14 +46,14 @@ def test_folder_doubling_attack_stays_bounded():
     assert seconds < 5 and peak < 50e6
     assert any(r.startswith("Error: file system full") for r in outputs)
     assert all(r == "{}" or r.startswith("Error: ") for r in outputs)
-    entries, chars, depth = apis._usage(env.state()["GorillaFileSystem"]["root"])
-    assert entries - 1 <= apis.MAX_FS_ENTRIES and depth - 1 <= apis.MAX_FS_DEPTH
+    entries, chars, depth = filesystem._usage(env.state()["GorillaFileSystem"]["root"])
+    assert entries - 1 <= filesystem.MAX_FS_ENTRIES and depth - 1 <= filesystem.MAX_FS_DEPTH
 
 
 def test_each_file_system_limit_refuses_and_changes_nothing(monkeypatch):
-    monkeypatch.setattr(apis, "MAX_FS_ENTRIES", 5)
-    monkeypatch.setattr(apis, "MAX_FS_CHARS", 30)
-    monkeypatch.setattr(apis, "MAX_FS_DEPTH", 3)
+    monkeypatch.setattr(filesystem, "MAX_FS_ENTRIES", 5)
+    monkeypatch.setattr(filesystem, "MAX_FS_CHARS", 30)
+    monkeypatch.setattr(filesystem, "MAX_FS_DEPTH", 3)
     env = _fs({"a": {"b": {}}, "f": "x" * 20})
     before = env.state()
     assert env.execute(f"echo(content='{'y' * 11}', file_name='g')")[0].startswith("Error: file system full")
@@ -73,7 +74,7 @@ def test_each_file_system_limit_refuses_and_changes_nothing(monkeypatch):
 
 
 def test_initial_tree_over_the_limits_is_refused(monkeypatch):
-    monkeypatch.setattr(apis, "MAX_FS_ENTRIES", 2)
+    monkeypatch.setattr(filesystem, "MAX_FS_ENTRIES", 2)
     with pytest.raises(ValueError, match="initial tree too big"):
         _fs({"a": {}, "b": {}, "c": {}})
     with pytest.raises(ValueError, match="task 'x'.*initial tree too big"):
@@ -86,7 +87,7 @@ def test_initial_tree_over_the_limits_is_refused(monkeypatch):
 
 
 def test_growing_service_state_is_capped(monkeypatch):
-    monkeypatch.setattr(apis_services, "MAX_ITEMS", 2)
+    monkeypatch.setattr(base, "MAX_ITEMS", 2)
     stocks = {"AAPL": {"name": "Apple", "price": 1.0, "percent_change": 0.0}}
     env = ToolEnv(["TicketAPI", "TradingBot", "TravelAPI", "MessageAPI"],
                   {"TicketAPI": {"current_user": "ann"}, "TradingBot": {"authenticated": True, "stocks": stocks},
@@ -139,7 +140,7 @@ def test_every_math_result_is_strict_json():
 
 
 def test_non_finite_result_or_exception_in_a_tool(monkeypatch):
-    monkeypatch.setattr(apis.MathAPI, "add", lambda self, a, b: {"result": float("inf")})
+    monkeypatch.setattr(MathAPI, "add", lambda self, a, b: {"result": float("inf")})
     env = ToolEnv(["MathAPI"])
     with pytest.raises(ValueError):  # strict: a tool that returns Infinity is a bug
         env.execute("add(a=1, b=2)")

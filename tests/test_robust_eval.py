@@ -11,8 +11,8 @@ import torch
 from nanoparl.checkpoint import save_checkpoint
 from nanoparl.common import PRESETS, default_preset
 from nanoparl.model import GPT, GPTConfig
-from nanoparl.tasks import load_tasks
 from nanoparl.tokenizer import Tokenizer
+from nanoparl.world.tasks import load_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

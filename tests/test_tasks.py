@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from nanoparl import intents_files, intents_services, intents_travel
-from nanoparl.apis import READ_ONLY
 from nanoparl.env import ToolEnv, check, parse_calls
-from nanoparl.tasks import (CATEGORIES, DEFAULT_SETTINGS, generate_splits, load_tasks, replay, save_tasks,
-                            split_pool, split_templates, user_messages)
+from nanoparl.world import base, filesystem_intents, messaging, tickets, trading, travel
+from nanoparl.world.registry import READ_ONLY
+from nanoparl.world.tasks import (CATEGORIES, DEFAULT_SETTINGS, generate_splits, load_tasks, replay,
+                                  save_tasks, split_pool, split_templates, user_messages)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(DEFAULT_SETTINGS, long_output_chars=2700)
@@ -142,7 +142,7 @@ def test_extra_reads_still_pass(splits):
 
 
 def test_templates_and_pools_split_cleanly():
-    for module in (intents_files, intents_services, intents_travel):
+    for module in (base, filesystem_intents, messaging, tickets, trading, travel):
         for name in ("PEOPLE", "STEMS", "DIRS", "TITLES", "COMPANIES", "CITIES", "USERNAMES"):
             pool = getattr(module, name, None)
             if pool:
@@ -155,7 +155,7 @@ def test_no_user_message_of_test_appears_in_train(splits):
     train = set().union(*map(user_messages, splits["train"]))
     test = set().union(*map(user_messages, splits["test"]))
     assert test and not train & test
-    held_cities = split_pool(intents_travel.CITIES, "test")
+    held_cities = split_pool(travel.CITIES, "test")
     assert any(city in m for m in test for city in held_cities)
     assert not any(city in m for m in train for city in held_cities)
 

@@ -24,8 +24,8 @@ from nanoparl.agent import AgentLoop, trajectory_summary  # noqa: E402
 from nanoparl.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from nanoparl.common import autocast  # noqa: E402
 from nanoparl.rl import composite_reward, policy_loss, token_logprobs  # noqa: E402
-from nanoparl.tasks import load_tasks  # noqa: E402
 from nanoparl.tokenizer import Tokenizer  # noqa: E402
+from nanoparl.world.tasks import load_tasks  # noqa: E402
 
 TINY = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--n-kv-head", "1", "--intermediate-size", "64"]
 

@@ -6,13 +6,13 @@ A task is one JSON object per line:
      "initial_config": {"TravelAPI": {"authenticated": true, ...}, "MathAPI": {}},
      "question": [[{"role": "user", "content": "Book me ..."}], ...],      # one list per turn
      "ground_truth": [["book_flight(card_id='4821', ...)"], [], ...],      # one list per turn
-     "missed_function": {"2": ["purchase_insurance"]}}                      # turn -> added functions
+     "missed_function": {"2": ["purchase_insurance"]}}                     # turn -> added functions
 
 How a task is made: pick the classes and build their initial state; then, turn by turn, pick an
-intent (intents_files.py, intents_services.py, intents_travel.py) that fits the current state,
-let it write the user message and run its calls in a live ToolEnv, so that later turns can refer
-to what earlier calls returned ("cancel the order I just placed" needs the order_id). The category
-then reshapes one turn:
+intent (each domain's file in this folder: filesystem_intents.py, tickets.py, travel.py...) that
+fits the current state, let it write the user message and run its calls in a live ToolEnv, so that
+later turns can refer to what earlier calls returned ("cancel the order I just placed" needs the
+order_id). The category then reshapes one turn:
     miss_param    the turn leaves out a required value (ground truth []: ask), the next supplies it;
     miss_func     a needed function is held back (ground truth []: say it cannot be done), the
                   next turn says it was added and holds the calls;
@@ -28,17 +28,14 @@ import json
 import random
 from collections import Counter
 
-from nanoparl.apis import FUNCTION_CLASS, READ_ONLY
 from nanoparl.env import ToolEnv, format_call, parse_ground_truth
-from nanoparl.intents_files import DOMAINS as _FILE_DOMAINS
-from nanoparl.intents_services import DOMAINS as _SERVICE_DOMAINS
-from nanoparl.intents_travel import DOMAINS as _TRAVEL_DOMAINS
+from nanoparl.world.registry import DOMAINS, FUNCTION_CLASS, READ_ONLY
 
-DOMAINS = {**_FILE_DOMAINS, **_SERVICE_DOMAINS, **_TRAVEL_DOMAINS}  # class name -> Domain(config, intents, listing)
 CATEGORIES = ("base", "miss_param", "miss_func", "long_context")
 # classes: the API classes tasks draw from; max_turns: turns per task (1..);
 # long_output_chars: cap on the total tool output of a long_context task (2700 chars ~ 900 tokens)
-DEFAULT_SETTINGS = dict(classes=list(DOMAINS), max_turns=6, categories=list(CATEGORIES), long_output_chars=2700)
+DEFAULT_SETTINGS = dict(classes=list(DOMAINS), max_turns=6, categories=list(CATEGORIES),
+                        long_output_chars=2700)
 
 ADDED_TEMPLATES = (
     "The function {fn} is available now. Please go ahead.",
@@ -116,7 +113,8 @@ def _run_turn(c, class_names, listing_only):
     for _ in range(2 if c.chance(0.3) and not listing_only else 1):
         # "that number" always means a number the intent just before produced (a price, a cost...)
         c.mem["prev_number"] = c.mem.pop("number", None)
-        class_name = c.rng.choice([n for n in class_names if DOMAINS[n].listing or not listing_only])
+        class_name = c.rng.choice([n for n in class_names
+                                   if DOMAINS[n].listing or not listing_only])
         domain = DOMAINS[class_name]
         intents = list(domain.listing if listing_only else domain.intents)
         c.rng.shuffle(intents)
@@ -144,7 +142,8 @@ def _attempt(rng, settings, split, category):
     if category == "long_context":  # at least one class whose listings can grow long
         classes = [n for n in classes if DOMAINS[n].listing] or classes
     names = rng.sample(classes, 2 if len(classes) > 1 and rng.random() < 0.4 else 1)
-    if len(names) == 2 and rng.random() < 0.5 and "MathAPI" in settings["classes"] and "MathAPI" not in names:
+    if (len(names) == 2 and rng.random() < 0.5 and "MathAPI" in settings["classes"]
+            and "MathAPI" not in names):
         names[1] = "MathAPI"  # math pairs well: "how much would 3 of those cost?"
     names = sorted(set(names), key=list(DOMAINS).index)
     config = {n: DOMAINS[n].config(c) for n in names}
@@ -225,7 +224,8 @@ def user_messages(task):
 
 def generate_splits(settings, seed, sizes):
     """sizes: {"train": n, "val": n, "test": n} -> {split: [task, ...]}. Test tasks that share any
-    user message with train are skipped (by construction there are none; this makes it a guarantee)."""
+    user message with train are skipped (by construction there are none; this makes it a
+    guarantee)."""
     out, train_messages = {}, set()
     for split in ("train", "val", "test"):
         tasks, index = [], 0
@@ -250,7 +250,8 @@ def task_stats(tasks):
         row["tasks"] += 1
         row["turns"] += len(task["question"])
         row["calls"] += sum(map(len, task["ground_truth"]))
-        row["read_only"] += sum(c.split("(")[0] in READ_ONLY for t in task["ground_truth"] for c in t)
+        row["read_only"] += sum(c.split("(")[0] in READ_ONLY
+                                for t in task["ground_truth"] for c in t)
         row["out_chars"] += out_chars
         row["max_out_chars"] = max(row["max_out_chars"], out_chars)
     return rows
@@ -289,10 +290,12 @@ def load_tasks(path):
                 raise ValueError(f"{path}:{lineno}: task is missing {missing}")
             if not (isinstance(task["question"], list) and isinstance(task["ground_truth"], list)
                     and len(task["question"]) == len(task["ground_truth"])):
-                raise ValueError(f"{path}:{lineno}: question and ground_truth must be lists of the same length")
+                raise ValueError(f"{path}:{lineno}: question and ground_truth must be lists of "
+                                 "the same length")
             task.setdefault("missed_function", {})
             if not isinstance(task["missed_function"], dict):
-                raise ValueError(f"{path}:{lineno}: missed_function must map turn numbers to function names")
+                raise ValueError(f"{path}:{lineno}: missed_function must map turn numbers to "
+                                 "function names")
             try:
                 ToolEnv.for_task(task)  # known classes, config keys they accept
                 parse_ground_truth(task)
