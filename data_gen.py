@@ -161,9 +161,8 @@ def main(argv=None):
     print(f"tasks written to {args.out} in {t_tasks:.1f}s")
 
     # ---- PAG / SFT data
-    fmt = {"functions": args.functions}
     with open(os.path.join(args.out, "format.json"), "w") as f:
-        json.dump(fmt, f)
+        json.dump({"functions": args.functions}, f)
     t1 = time.time()
 
     # oracle awareness for every task, then augmented copies of some train tasks (PAG data only)
@@ -179,12 +178,12 @@ def main(argv=None):
     samples = {}  # (kind, split) -> [(task id, turn or None, messages)]
     dropped = {}  # (kind, split) -> {reason: count}
     base_tasks = [make_task(settings, "base", i, args.seed) for i in range(n_base)]
-    samples[("base", "train")] = [(t["id"], None, m) for t in base_tasks for m in base_documents(t, fmt)]
+    samples[("base", "train")] = [(t["id"], None, m) for t in base_tasks for m in base_documents(t, args.functions)]
     dropped[("base", "train")] = {}
     for split in ("train", "val"):
         plain, pag_samples, drops = [], [], {}
         for task, turns in zip(splits[split], oracle[split]):
-            plain.append((task["id"], None, sft_samples(task, "history", turns, fmt)[0]))
+            plain.append((task["id"], None, sft_samples(task, "history", turns, args.functions)[0]))
         pag_tasks = list(zip(splits[split], oracle[split]))
         if split == "train":
             pag_tasks += [(t, oracle_turns(t)) for t in augmented]
@@ -194,7 +193,7 @@ def main(argv=None):
                 key = "insufficient summary"
                 drops[key] = drops.get(key, 0) + 1
                 continue
-            for k, messages in enumerate(sft_samples(task, "awareness", turns, fmt)):
+            for k, messages in enumerate(sft_samples(task, "awareness", turns, args.functions)):
                 pag_samples.append((task["id"], k, messages))
         samples[("plain", split)], samples[("pag", split)] = plain, pag_samples
         dropped[("pag", split)] = drops
@@ -234,7 +233,7 @@ def main(argv=None):
             if len(turns) < 2:
                 continue
             last = len(turns) - 1
-            messages = sft_samples(task, policy, turns, fmt)[0 if policy == "history" else last]
+            messages = sft_samples(task, policy, turns, args.functions)[0 if policy == "history" else last]
             # cut the messages right after the last user message
             idx = max(i for i, m in enumerate(messages) if m["role"] == "user")
             ctx.append(len(tok.render(messages[:idx + 1], add_generation_prompt=True)[0]))
@@ -248,12 +247,12 @@ def main(argv=None):
                args.verify_batch, get_device(args.device))
 
 
-def base_documents(task, fmt):
+def base_documents(task, listing):
     """A base-stage task -> its documents: the whole conversation (history policy) and one
     awareness sample per turn, every message trained (render() masks only the loss of SFT; the
     base stage trains on every token anyway)."""
     turns = oracle_turns(task)
-    return sft_samples(task, "history", turns, fmt) + sft_samples(task, "awareness", turns, fmt)
+    return sft_samples(task, "history", turns, listing) + sft_samples(task, "awareness", turns, listing)
 
 
 # ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summary, transcript
-from nanoparl.chat import DEFAULT_FORMAT
+from nanoparl.chat import listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0, parse_args_with_preset,
                              run_cli, seed_everything, set_threads)
@@ -206,11 +206,12 @@ class CountingOracleLoop(CountingLoop, OracleLoop):
     """The oracle (agent.OracleLoop), counted the same way."""
 
 
-def evaluate(model, tok, tasks, policy, fmt, args, agent="model", desc=None):
+def evaluate(model, tok, tasks, policy, listing, args, agent="model", desc=None):
     """tasks x args.samples rollouts (group-major), batch_tasks tasks per engine."""
     progress = Progress(desc or f"eval {policy}", len(tasks) * args.samples)
-    loop = (CountingOracleLoop if agent == "oracle" else CountingLoop)(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
-                        top_k=args.top_k, top_p=args.top_p, seed=args.seed, progress=progress)
+    cls = CountingOracleLoop if agent == "oracle" else CountingLoop
+    loop = cls(model, tok, policy, listing, step_tokens=args.step_tokens, temperature=args.temperature,
+               top_k=args.top_k, top_p=args.top_p, seed=args.seed, progress=progress)
     rollouts = []
     for i in range(0, len(tasks), args.batch_tasks):
         rollouts += loop.run(tasks[i:i + args.batch_tasks], args.samples)
@@ -288,22 +289,22 @@ def read_tasks(args):
     return tasks[:args.max_tasks]
 
 
-def load_runs(args, data_fmt):
-    """-> [(row name, model, tokenizer, policy, format, agent)], every model loaded before any runs."""
+def load_runs(args, data_listing):
+    """-> [(row name, model, tokenizer, policy, function listing, agent)], every model loaded before any runs."""
     runs = []
     try:
         if args.agent == "oracle":
             tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
             # the oracle's texts are forced; a random model of the preset only carries the KV cache
             model = GPT(GPTConfig(**dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size)))
-            runs.append(("oracle", model, tok, args.policy or "history", data_fmt, "oracle"))
+            runs.append(("oracle", model, tok, args.policy or "history", data_listing, "oracle"))
         for name, path in zip(row_names(args.ckpt, taken=[r[0] for r in runs]), args.ckpt):
             model, meta = load_checkpoint(path)
             if not meta.get("tokenizer"):
                 raise SystemExit(f"error: --ckpt {path}: its metadata names no tokenizer")
             tok = Tokenizer.load(meta["tokenizer"])
             runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
-                         meta.get("format", data_fmt), "model"))
+                         listing_of(meta["format"]) if "format" in meta else data_listing, "model"))
     except (CheckpointError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     return runs
@@ -325,16 +326,16 @@ def main(argv=None):
     tasks = read_tasks(args)
     fmt_path = os.path.join(args.data_dir, "format.json")
     try:
-        data_fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
+        data_listing = listing_of(json.load(open(fmt_path)) if os.path.exists(fmt_path) else None)
     except ValueError as e:
         raise SystemExit(f"error: {fmt_path}: not valid JSON ({e})")
-    runs = load_runs(args, data_fmt)
+    runs = load_runs(args, data_listing)
 
     results = {}
-    for name, model, tok, policy, fmt, agent in runs:
+    for name, model, tok, policy, listing, agent in runs:
         model.to(device).eval()
         t0 = time.time()
-        rollouts = evaluate(model, tok, tasks, policy, fmt, args, agent, desc=f"eval {name} ({policy})")
+        rollouts = evaluate(model, tok, tasks, policy, listing, args, agent, desc=f"eval {name} ({policy})")
         results[name] = metrics(rollouts, policy, args.samples)
         results[name]["overall"].update(policy=policy, seconds=time.time() - t0)
         for r in rollouts[:args.show * args.samples:args.samples]:

@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 
 from nanoparl.agent import AgentLoop, trajectory_summary, transcript
-from nanoparl.chat import DEFAULT_FORMAT
+from nanoparl.chat import listing_of
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
@@ -177,7 +177,7 @@ def train(args, stop):
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, init_meta["tokenizer"])
     policy = args.policy or init_meta.get("policy", "history")
-    fmt = init_meta.get("format", DEFAULT_FORMAT)
+    listing = listing_of(init_meta.get("format"))
     ref = copy.deepcopy(model).eval() if args.kl > 0 else None
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
     val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:args.eval_tasks]
@@ -197,7 +197,7 @@ def train(args, stop):
         return {}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl"))
     meta = dict(init_meta, kind="rl", algo=args.algo, policy=policy, init=os.path.abspath(args.init),
-                format=fmt, preset=args.preset)
+                format={"functions": listing}, preset=args.preset)
     meta.pop("metrics", None)
     meta.pop("step", None)
     meta.pop("config", None)
@@ -208,7 +208,7 @@ def train(args, stop):
 
     def run_eval():  # -> ({category: greedy val accuracy, "overall": their mean}, copy probe)
         model.eval()
-        loop = AgentLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=0.0, seed=0)
+        loop = AgentLoop(model, tok, policy, listing, step_tokens=args.step_tokens, temperature=0.0, seed=0)
         rollouts = [r for i in range(0, len(val_tasks), 64) for r in loop.run(val_tasks[i:i + 64])]
         res = {c: float(np.mean([r.verdict["passed"] for r in rollouts if r.task["category"] == c]))
                for c in CATEGORIES if any(r.task["category"] == c for r in rollouts)}
@@ -258,7 +258,7 @@ def train(args, stop):
         t0 = time.time()
         tasks = step_tasks(train_tasks, args.tasks_per_step, step, args.seed)[rank * n_local:(rank + 1) * n_local]
         model.eval()
-        loop = AgentLoop(model, tok, policy, fmt, step_tokens=args.step_tokens, temperature=args.temperature,
+        loop = AgentLoop(model, tok, policy, listing, step_tokens=args.step_tokens, temperature=args.temperature,
                          seed=args.seed * 100003 + step * 101 + rank)
         rollouts = loop.run(tasks, G)
         t_sample = time.time() - t0 - loop.env_seconds

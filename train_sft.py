@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nanoparl.chat import DEFAULT_FORMAT
+from nanoparl.chat import listing_of
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
@@ -157,10 +157,10 @@ def train(args, stop):
         return {}
 
     ddp = DDP(model) if world > 1 else model
-    fmt_path = os.path.join(args.data_dir, "format.json")  # how the data was rendered (chat.DEFAULT_FORMAT)
-    fmt = json.load(open(fmt_path)) if os.path.exists(fmt_path) else DEFAULT_FORMAT
+    fmt_path = os.path.join(args.data_dir, "format.json")  # how the data listed functions (chat.listing_of)
+    listing = listing_of(json.load(open(fmt_path)) if os.path.exists(fmt_path) else None)
     meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
-            "format": fmt, "data": args.data, "preset": args.preset, "kind": "base" if args.data == "base" else "sft"}
+            "format": {"functions": listing}, "data": args.data, "preset": args.preset, "kind": "base" if args.data == "base" else "sft"}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl")) if rank == 0 else None
 
     def lr_factor(it):

@@ -12,6 +12,7 @@ from collections import Counter
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nanoparl.chat import listing_of  # noqa: E402
 from nanoparl.checkpoint import load_checkpoint  # noqa: E402
 from nanoparl.pag import oracle_turns, sft_samples  # noqa: E402
 from nanoparl.tokenizer import Tokenizer  # noqa: E402
@@ -24,7 +25,7 @@ def main(ckpt, data_dir, split, n_tasks=150):
     tok = Tokenizer.load(meta["tokenizer"])
     right, wrong = Counter(), Counter()
     for task in load_tasks(os.path.join(data_dir, f"tasks_{split}.jsonl"))[:n_tasks]:
-        for messages in sft_samples(task, "awareness", oracle_turns(task), meta["format"]):
+        for messages in sft_samples(task, "awareness", oracle_turns(task), listing_of(meta["format"])):
             ids, mask = tok.render(messages)
             with torch.no_grad():
                 pred = model(torch.tensor([ids[:-1]])).argmax(-1)[0].tolist()

@@ -67,11 +67,11 @@ def classify(text):
 class AgentLoop:
     """Runs rollouts for a batch of tasks with one engine. See the module docstring."""
 
-    def __init__(self, model, tok, policy, fmt=None, max_len=None, step_tokens=256,
+    def __init__(self, model, tok, policy, listing="descriptions", max_len=None, step_tokens=256,
                  temperature=1.0, top_k=None, top_p=None, seed=0):
         if policy not in ("history", "awareness"):
             raise ValueError(f"unknown policy {policy!r}")
-        self.model, self.tok, self.policy, self.fmt = model, tok, policy, fmt
+        self.model, self.tok, self.policy, self.listing = model, tok, policy, listing
         self.max_len = max_len or model.config.block_size
         self.step_tokens, self.temperature, self.top_k, self.top_p = step_tokens, temperature, top_k, top_p
         device = next(model.parameters()).device
@@ -84,12 +84,12 @@ class AgentLoop:
         """Tokens to append when rollout r begins its current user turn (row reset if awareness)."""
         task, k = r.task, r.turn
         if self.policy == "history" and k > 0:
-            ids, _ = self.tok.render_message(user_message(task, k, self.fmt))
+            ids, _ = self.tok.render_message(user_message(task, k, self.listing))
             return ids + [self.tok.role_ids["assistant"]]
-        messages = [system_message(task, 0 if self.policy == "history" else k, self.fmt)]
+        messages = [system_message(task, 0 if self.policy == "history" else k, self.listing)]
         if k > 0:  # awareness: the previous turn, as the model wrote it, is the only history
-            messages += [user_message(task, k - 1, self.fmt)] + r.turns[k - 1]["messages"]
-        messages.append(user_message(task, k, self.fmt))
+            messages += [user_message(task, k - 1, self.listing)] + r.turns[k - 1]["messages"]
+        messages.append(user_message(task, k, self.listing))
         return self.tok.render(messages, add_generation_prompt=True)[0]
 
     def _open_turn(self, r):

@@ -20,21 +20,25 @@ def available_functions(task, k):
     return names
 
 
-# The format options a data directory was written with (data_gen.py saves them as format.json,
-# train_sft.py copies them into checkpoints, agent.py reads them back). `functions` says how the
-# system prompt lists each available function:
+# How the system prompt lists each available function (the `listing` argument below). data_gen.py
+# saves it as format.json, {"functions": listing}; train_sft.py copies that into checkpoints as
+# meta["format"]; listing_of() reads either back:
 #   "descriptions"  signature and a one-line description (the gpu preset);
 #   "signatures"    the bare signature, e.g. get_ticket(ticket_id);
 #   "names"         the name only (the cpu preset): a 1M-parameter model learns the argument names
 #                   from the data anyway, and a short constant prompt lets its copy circuits form
 #                   sooner (README, "Teaching a tiny model to copy").
-DEFAULT_FORMAT = {"functions": "descriptions"}
 FUNCTION_LISTINGS = ("names", "signatures", "descriptions")
 
 
-def signature_line(task, name, fmt=None):
-    fmt = fmt or DEFAULT_FORMAT
-    listing = fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+def listing_of(fmt):
+    """A saved format (format.json, a checkpoint's meta["format"]) -> its listing. No file means
+    "descriptions"; files from before the `functions` key said {"descriptions": true|false}."""
+    fmt = fmt or {}
+    return fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+
+
+def signature_line(task, name, listing="descriptions"):
     if listing not in FUNCTION_LISTINGS:
         raise ValueError(f"format 'functions' is {listing!r}; expected one of {FUNCTION_LISTINGS}")
     if listing == "names":
@@ -45,17 +49,17 @@ def signature_line(task, name, fmt=None):
     return f"{FUNCTION_DOCS[name][0]} - {description}"
 
 
-def system_message(task, k=0, fmt=None):
-    lines = [SYSTEM_HEADER] + [signature_line(task, n, fmt) for n in available_functions(task, k)]
+def system_message(task, k=0, listing="descriptions"):
+    lines = [SYSTEM_HEADER] + [signature_line(task, n, listing) for n in available_functions(task, k)]
     return {"role": "system", "content": "\n".join(lines)}
 
 
-def user_message(task, k, fmt=None):
+def user_message(task, k, listing="descriptions"):
     """The user's text of turn k; a turn that adds functions also shows their signatures."""
     text = "\n".join(m["content"] for m in task["question"][k] if m["role"] == "user")
     added = task.get("missed_function", {}).get(str(k), [])
     if added:
-        text += "\nNew functions:\n" + "\n".join(signature_line(task, n, fmt) for n in added)
+        text += "\nNew functions:\n" + "\n".join(signature_line(task, n, listing) for n in added)
     return {"role": "user", "content": text}
 
 

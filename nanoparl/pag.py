@@ -291,21 +291,21 @@ def turn_messages(task, k, turn, awareness, train=True):
     return out
 
 
-def sft_samples(task, policy, turns=None, fmt=None):
+def sft_samples(task, policy, turns=None, listing="descriptions"):
     """-> list of message lists: one for `history`, one per user turn for `awareness`."""
     turns = turns or oracle_turns(task)
     if policy == "history":
-        messages = [system_message(task, 0, fmt)]
+        messages = [system_message(task, 0, listing)]
         for k, turn in enumerate(turns):
-            messages += [user_message(task, k, fmt)] + turn_messages(task, k, turn, awareness=False)
+            messages += [user_message(task, k, listing)] + turn_messages(task, k, turn, awareness=False)
         return [messages]
     if policy != "awareness":
         raise ValueError(f"unknown policy {policy!r}")
     samples = []
     for k, turn in enumerate(turns):
-        messages = [system_message(task, k, fmt)]
+        messages = [system_message(task, k, listing)]
         if k > 0:  # the previous turn, its awareness included, as untrained context
-            messages += [user_message(task, k - 1, fmt)] + turn_messages(task, k - 1, turns[k - 1], True, train=False)
-        messages += [user_message(task, k, fmt)] + turn_messages(task, k, turn, awareness=True)
+            messages += [user_message(task, k - 1, listing)] + turn_messages(task, k - 1, turns[k - 1], True, train=False)
+        messages += [user_message(task, k, listing)] + turn_messages(task, k, turn, awareness=True)
         samples.append(messages)
     return samples

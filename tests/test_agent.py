@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nanoparl.agent import AgentLoop, OracleLoop
+from nanoparl.chat import listing_of
 from nanoparl.checkpoint import save_checkpoint
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.tokenizer import Tokenizer
@@ -26,8 +27,8 @@ def data(tmp_path_factory):
                     "--out", str(out), "--n-train", "60", "--n-val", "8", "--n-test", "24"],
                    cwd=ROOT, check=True, capture_output=True)
     tok = Tokenizer.load(str(out / "tokenizer.json"))
-    fmt = json.load(open(out / "format.json"))
-    return str(out), tok, fmt, load_tasks(str(out / "tasks_test.jsonl"))
+    listing = listing_of(json.load(open(out / "format.json")))
+    return str(out), tok, listing, load_tasks(str(out / "tasks_test.jsonl"))
 
 
 def tiny_model(tok, block_size=2048):
@@ -38,8 +39,8 @@ def tiny_model(tok, block_size=2048):
 
 @pytest.mark.parametrize("policy", ["history", "awareness"])
 def test_oracle_passes_every_task_through_the_loop(data, policy):
-    _, tok, fmt, tasks = data
-    rollouts = OracleLoop(tiny_model(tok), tok, policy, fmt).run(tasks)
+    _, tok, listing, tasks = data
+    rollouts = OracleLoop(tiny_model(tok), tok, policy, listing).run(tasks)
     assert all(r.verdict["passed"] for r in rollouts), [r.verdict for r in rollouts if not r.verdict["passed"]]
     for r in rollouts:  # every assistant token was forced here, so all masks are 0
         assert all(m == 0 for seg in r.segments for m in seg["mask"])
@@ -59,8 +60,8 @@ def test_eval_oracle_scores_one_in_every_category(data, tmp_path):
 
 
 def test_sampled_rollouts_mask_only_model_tokens(data):
-    _, tok, fmt, tasks = data
-    rollouts = AgentLoop(tiny_model(tok), tok, "history", fmt, step_tokens=12, seed=1).run(tasks[:4], samples=2)
+    _, tok, listing, tasks = data
+    rollouts = AgentLoop(tiny_model(tok), tok, "history", listing, step_tokens=12, seed=1).run(tasks[:4], samples=2)
     for r in rollouts:
         seg = r.segments[0]
         assert len(seg["tokens"]) == len(seg["mask"]) == len(seg["logprobs"]) == len(seg["turn_ids"])
@@ -78,9 +79,9 @@ def test_sampled_rollouts_mask_only_model_tokens(data):
 
 
 def test_context_overflow_ends_the_task_without_an_exception(data):
-    _, tok, fmt, tasks = data
+    _, tok, listing, tasks = data
     model = tiny_model(tok, block_size=200)  # shorter than any system prompt + first turn
-    rollouts = AgentLoop(model, tok, "history", fmt, step_tokens=8).run(tasks[:3], samples=2)
+    rollouts = AgentLoop(model, tok, "history", listing, step_tokens=8).run(tasks[:3], samples=2)
     assert all(r.verdict["error_type"] == "context_overflow" and not r.verdict["passed"] for r in rollouts)
 
 
@@ -139,9 +140,9 @@ def scripted_model(tok, choices, weight_std=None, block_size=4096):
 def test_rollout_logprobs_equal_a_training_forward(data, policy):
     """Temperature 1, no truncation: the log-prob the engine recorded for every token (sampled or
     forced) is what a plain cache-less forward over the finished segment gives (GRPO ratio = 1)."""
-    _, tok, fmt, tasks = data
+    _, tok, listing, tasks = data
     model = tiny_model(tok)
-    rollouts = AgentLoop(model, tok, policy, fmt, step_tokens=10, seed=2).run(tasks[:4], samples=2)
+    rollouts = AgentLoop(model, tok, policy, listing, step_tokens=10, seed=2).run(tasks[:4], samples=2)
     n_sampled = 0
     for r in rollouts:
         expected = 1 if policy == "history" else len(r.turns)
@@ -162,9 +163,9 @@ def test_rollout_logprobs_equal_a_training_forward(data, policy):
 def test_twenty_call_steps_then_force_terminated(data):
     """A model that always answers with a call list: 20 call steps run in the turn, the 21st ends
     the task as force_terminated (BFCL's cap); no exception, the env ran every call."""
-    _, tok, fmt, tasks = data
+    _, tok, listing, tasks = data
     model = scripted_model(tok, choices=["[get_watchlist()]"])
-    rollouts = AgentLoop(model, tok, "history", fmt, temperature=0).run(tasks[1:3], samples=2)
+    rollouts = AgentLoop(model, tok, "history", listing, temperature=0).run(tasks[1:3], samples=2)
     for r in rollouts:
         assert r.done and r.error == "force_terminated"
         assert r.verdict["error_type"] == "force_terminated" and not r.verdict["passed"]
@@ -181,9 +182,9 @@ def test_twenty_call_steps_then_force_terminated(data):
 def test_batched_rollouts_equal_one_task_at_a_time(data, policy):
     """Greedy rollouts of a ragged batch (different prompts, steps, tool outputs per row) equal the
     same tasks run alone: same tokens, same executed calls, same verdicts."""
-    _, tok, fmt, tasks = data
+    _, tok, listing, tasks = data
     model = scripted_model(tok, choices=["[get_watchlist()]", "Done."], weight_std=1.0)
-    loop = AgentLoop(model, tok, policy, fmt, temperature=0)
+    loop = AgentLoop(model, tok, policy, listing, temperature=0)
     batch = tasks[:6]
     together = loop.run(batch, samples=2)
     alone = [r for t in batch for r in loop.run([t], samples=1)]

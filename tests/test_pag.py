@@ -188,8 +188,7 @@ def test_data_gen_writes_sft_data_deterministically(tmp_path):
 @pytest.mark.parametrize("functions", ["names", "signatures", "descriptions"])
 def test_function_listings(tasks, functions):
     task = next(t for t in tasks if t["category"] == "miss_func")
-    fmt = {"functions": functions}
-    lines = system_message(task, 0, fmt)["content"].split("\n")
+    lines = system_message(task, 0, functions)["content"].split("\n")
     names = available_functions(task, 0)
     assert lines[0] == SYSTEM_HEADER and len(lines) == 1 + len(names)
     for line, name in zip(lines[1:], names):
@@ -197,7 +196,7 @@ def test_function_listings(tasks, functions):
         assert line == want if want else line.startswith(FUNCTION_DOCS[name][0] + " - ")
     # the turn that adds the held-back function lists it the same way
     k, added = next((int(k), v) for k, v in task["missed_function"].items())
-    added_line = user_message(task, k, fmt)["content"].split("New functions:\n")[1].split("\n")[0]
+    added_line = user_message(task, k, functions)["content"].split("New functions:\n")[1].split("\n")[0]
     assert added_line.startswith(added[0]) and (added_line == added[0]) == (functions == "names")
     with pytest.raises(ValueError, match="functions"):
         system_message(task, 0, {"functions": "everything"})

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from nanoparl.chat import listing_of
 from nanoparl.checkpoint import save_checkpoint
 from nanoparl.common import PRESETS, default_preset
 from nanoparl.model import GPT, GPTConfig
@@ -125,8 +126,8 @@ def test_progress_moves_per_finished_rollout_not_per_batch(data):
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
                           intermediate_size=32, block_size=2048)).eval()
     progress = Recorder()
-    loop = evaluation.CountingOracleLoop(model, tok, "history", json.load(open(os.path.join(data, "format.json"))),
-                                         progress=progress)
+    listing = listing_of(json.load(open(os.path.join(data, "format.json"))))
+    loop = evaluation.CountingOracleLoop(model, tok, "history", listing, progress=progress)
     rollouts = loop.run(tasks, samples=2)  # one batch: the oracle's tasks end at different steps
     moves = [n for n in progress.updates if n > 0]
     assert sum(progress.updates) == len(rollouts) == 2 * len(tasks)

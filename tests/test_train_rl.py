@@ -21,6 +21,7 @@ import data_gen  # noqa: E402
 import train_rl  # noqa: E402
 import train_sft  # noqa: E402
 from nanoparl.agent import AgentLoop, trajectory_summary  # noqa: E402
+from nanoparl.chat import listing_of  # noqa: E402
 from nanoparl.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from nanoparl.common import autocast  # noqa: E402
 from nanoparl.rl import composite_reward, policy_loss, token_logprobs  # noqa: E402
@@ -53,7 +54,7 @@ def mean_reward(run, data, tasks, samples=8, seed=7):
     """Mean composite reward (and its parts) of tasks x samples temperature-1 rollouts of a run."""
     model, meta = load_checkpoint(run)
     tok = Tokenizer.load(os.path.join(data, "tokenizer.json"))
-    rollouts = AgentLoop(model.eval(), tok, "awareness", meta["format"], step_tokens=48, seed=seed).run(tasks, samples)
+    rollouts = AgentLoop(model.eval(), tok, "awareness", listing_of(meta["format"]), step_tokens=48, seed=seed).run(tasks, samples)
     scored = [composite_reward(trajectory_summary(r, "awareness")) for r in rollouts]
     return float(np.mean([s[0] for s in scored])), {k: float(np.mean([s[1][k] for s in scored])) for k in scored[0][1]}
 
@@ -80,7 +81,7 @@ def test_first_inner_step_is_on_policy_and_only_sampled_tokens_get_gradient(sft)
     model, meta = load_checkpoint(init)
     tok = Tokenizer.load(os.path.join(data, "tokenizer.json"))
     tasks = load_tasks(os.path.join(data, "tasks_train.jsonl"))[:4]
-    rollouts = AgentLoop(model.eval(), tok, "awareness", meta["format"], step_tokens=48, temperature=1.0,
+    rollouts = AgentLoop(model.eval(), tok, "awareness", listing_of(meta["format"]), step_tokens=48, temperature=1.0,
                          seed=3).run(tasks, 4)
     args = train_rl.parse_args(["--algo", "pag-rl", "--init", init, "--out", "unused"])
     advantages, rewards, _, _ = train_rl.score(rollouts, args, "awareness", 4)
