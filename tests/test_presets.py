@@ -67,3 +67,31 @@ def test_run_sh_refuses_an_unknown_preset_in_one_line():
     r = subprocess.run(["bash", os.path.join(root, "run.sh")], env=dict(os.environ, PRESET="nope"),
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip() == "unknown PRESET=nope; choose one of ['cpu', 'gpu', 'micro']"
+
+
+def test_every_preset_number_has_a_flag_with_it_as_default(capsys):
+    """One home per setting: each script's flags take their defaults from the preset, and --help
+    prints them (common.parse_args_with_preset)."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import data_gen
+    import eval as evaluation
+    import train_rl
+    import train_sft
+    cpu = PRESETS["cpu"]
+    sft = train_sft.parse_args(["--preset", "cpu", "--data", "pag", "--out", "x"])
+    base = train_sft.parse_args(["--preset", "cpu", "--data", "base", "--out", "x", "--lr", "0.5"])
+    assert all(getattr(sft, k) == v for k, v in cpu["sft"].items())
+    assert base.max_steps == cpu["base"]["max_steps"] and base.lr == 0.5
+    assert sft.n_layer == cpu["model"]["n_layer"] and sft.qk_norm == cpu["model"]["qk_norm"]
+    rl = train_rl.parse_args(["--preset", "micro", "--algo", "pag-rl", "--init", "x", "--out", "y"])
+    assert all(getattr(rl, k) == v for k, v in PRESETS["micro"]["rl"].items())
+    ev = evaluation.parse_args(["--preset", "cpu"])
+    assert ev.max_tasks == cpu["eval"]["max_tasks"] and ev.step_tokens == cpu["rl"]["step_tokens"]
+    data = data_gen.parse_args(["--preset", "cpu"])
+    assert all(getattr(data, k) == v for k, v in cpu["data"].items())
+    assert (data.augment, data.functions, data.vocab_size) == (1.0, "names", cpu["tokenizer"]["vocab_size"])
+    with pytest.raises(SystemExit):
+        train_sft.parse_args(["--preset", "cpu", "--data", "pag", "--out", "x", "--help"])
+    assert f"(preset: {cpu['sft']['max_steps']})" in capsys.readouterr().out
