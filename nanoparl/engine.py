@@ -21,9 +21,8 @@ Recorded per row (Python lists, one entry per token, in order):
     mask          1 sampled by generate(), 0 forced by append()
     logprob       log-prob under the raw model (temperature 1, full vocabulary) given the prefix;
                   0.0 for a row's very first token, which nothing predicts (its mask is 0), and for
-                  forced tokens appended with logprobs=False
-    logprob_proc  log-prob under the distribution the token was actually drawn from (temperature,
-                  top-k, top-p); 0.0 (= log 1) for greedy and for forced tokens
+                  forced tokens appended with logprobs=False (sample() also returns the log-prob
+                  under the processed distribution; RL's ratio needs the raw one, so that is kept)
 """
 
 import torch
@@ -119,7 +118,6 @@ class Engine:
         self._tokens = [[] for _ in range(batch_size)]
         self._mask = [[] for _ in range(batch_size)]
         self._logprob = [[] for _ in range(batch_size)]
-        self._logprob_proc = [[] for _ in range(batch_size)]
         self._all_rows = list(range(batch_size))
         self._decode = torch.compile(self._forward, dynamic=True) if compile else self._forward
 
@@ -138,8 +136,10 @@ class Engine:
     def mask(self, row):
         return list(self._mask[row])
 
-    def logprobs(self, row, processed=False):
-        return list(self._logprob_proc[row] if processed else self._logprob[row])
+    def logprobs(self, row):
+        """Per token: its log-prob under the model at temperature 1 (0 for forced tokens when
+        append() ran with logprobs=False, and for a row's first token)."""
+        return list(self._logprob[row])
 
     def nbytes(self):
         return self.cache.nbytes() + self.logits.nbytes
@@ -224,7 +224,6 @@ class Engine:
                 self._tokens[r] += t
                 self._mask[r] += [0] * len(t)
                 self._logprob[r] += [0.0] * len(t)  # filled in by _feed
-                self._logprob_proc[r] += [0.0] * len(t)
                 self._len[r] += len(t)
                 fed.append(r)
         self._feed(fed, logprobs)
@@ -257,7 +256,6 @@ class Engine:
         dev = self.device
         out_tok = torch.zeros(n, steps, dtype=torch.long, device=dev)  # (n, steps)
         out_lp = torch.zeros(n, steps, device=dev)
-        out_lpp = torch.zeros(n, steps, device=dev)
         rows_all = torch.tensor(rows, dtype=torch.long, device=dev)
         limit_all = torch.tensor(limits, device=dev)
         stops = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=dev)
@@ -268,8 +266,8 @@ class Engine:
         for s in range(steps):
             if not live:
                 break
-            tok, lp, lpp = sample(self.logits[r_dev], temperature, top_k, top_p, generator)
-            out_tok[live_dev, s], out_lp[live_dev, s], out_lpp[live_dev, s] = tok, lp, lpp
+            tok, lp, _ = sample(self.logits[r_dev], temperature, top_k, top_p, generator)
+            out_tok[live_dev, s], out_lp[live_dev, s] = tok, lp
             # 1 = stop token, 2 = reached its limit
             code = torch.isin(tok, stops).to(torch.uint8) | ((limit_all[live_dev] <= s + 1).to(torch.uint8) << 1)
             code = code.cpu()  # the one host sync of the step: who is done
@@ -289,7 +287,7 @@ class Engine:
             self.logits[r_dev] = logits[:, 0]
             self.cache.lengths[r_dev] += 1
         # one transfer for the whole call, then the records
-        toks, lps, lpps = out_tok.cpu().tolist(), out_lp.cpu().tolist(), out_lpp.cpu().tolist()
+        toks, lps = out_tok.cpu().tolist(), out_lp.cpu().tolist()
         outputs, reasons = [], []
         for j, r in enumerate(rows):
             c = counts[j]
@@ -297,7 +295,6 @@ class Engine:
             self._tokens[r] += new
             self._mask[r] += [1] * c
             self._logprob[r] += lps[j][:c]
-            self._logprob_proc[r] += lpps[j][:c]
             self._len[r] += c
             self._cached[r] += max(c - 1, 0)  # all but the last new token went through the model
             outputs.append(new)
@@ -320,7 +317,6 @@ class Engine:
             self._tokens[r] = list(self._tokens[src_row])
             self._mask[r] = list(self._mask[src_row])
             self._logprob[r] = list(self._logprob[src_row])
-            self._logprob_proc[r] = list(self._logprob_proc[src_row])
 
     def reset(self, rows):
         """Empty rows: length 0, records cleared. Their stale cache entries are overwritten later."""
@@ -332,4 +328,4 @@ class Engine:
         self.logits[d] = 0.0
         for r in rows:
             self._len[r] = self._cached[r] = 0
-            self._tokens[r], self._mask[r], self._logprob[r], self._logprob_proc[r] = [], [], [], []
+            self._tokens[r], self._mask[r], self._logprob[r] = [], [], []
