@@ -71,7 +71,8 @@ def parse_args(argv=None):
     g.add_argument("--n-test", type=int, default=None, help="number of test tasks (held-out entities/phrasings)")
     g.add_argument("--n-base", type=int, default=None, help="tasks for the base stage's corpus (0: no base corpus)")
     g.add_argument("--max-tasks", type=int, default=None, help="cap every split and the base corpus at this many tasks (smoke runs)")
-    g.add_argument("--classes", type=comma_list, default=None, help=f"comma-separated API classes, from {','.join(DOMAINS)}")
+    g.add_argument("--classes", type=comma_list, default=None,
+                   help=f"comma-separated API classes, from {','.join(DOMAINS)}")
     g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
     g.add_argument("--categories", type=comma_list, default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
     g.add_argument("--long-output-chars", type=int, default=None, help="cap on the tool output of a long_context task")

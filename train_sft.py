@@ -160,7 +160,8 @@ def train(args, stop):
     fmt_path = os.path.join(args.data_dir, "format.json")  # how the data listed functions (chat.listing_of)
     listing = listing_of(json.load(open(fmt_path)) if os.path.exists(fmt_path) else None)
     meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
-            "format": {"functions": listing}, "data": args.data, "preset": args.preset, "kind": "base" if args.data == "base" else "sft"}
+            "format": {"functions": listing}, "data": args.data, "preset": args.preset,
+            "kind": "base" if args.data == "base" else "sft"}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl")) if rank == 0 else None
 
     def lr_factor(it):

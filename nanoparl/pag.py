@@ -305,7 +305,8 @@ def sft_samples(task, policy, turns=None, listing="descriptions"):
     for k, turn in enumerate(turns):
         messages = [system_message(task, k, listing)]
         if k > 0:  # the previous turn, its awareness included, as untrained context
-            messages += [user_message(task, k - 1, listing)] + turn_messages(task, k - 1, turns[k - 1], True, train=False)
+            messages += [user_message(task, k - 1, listing)]
+            messages += turn_messages(task, k - 1, turns[k - 1], True, train=False)
         messages += [user_message(task, k, listing)] + turn_messages(task, k, turn, awareness=True)
         samples.append(messages)
     return samples

@@ -15,7 +15,7 @@ import train_rl
 import train_sft
 from nanoparl import checkpoint as ckpt
 from nanoparl.checkpoint import CheckpointError, list_steps, load_checkpoint, save_checkpoint
-from nanoparl.common import add_threads_flag, run_cli, set_threads
+from nanoparl.common import add_threads_flag, init_distributed, run_cli, set_threads
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.tokenizer import Tokenizer
 
@@ -80,6 +80,19 @@ def test_threads_flag_default_comes_from_the_env(monkeypatch):
         monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
     with pytest.raises(SystemExit, match="--threads must be at least 1"):
         set_threads(0)
+
+
+def test_more_torchrun_ranks_than_gpus_is_one_line(monkeypatch):
+    """Two ranks on a machine with one GPU: NCCL used to fail in rank 1 with a long trace (seen on an
+    H100); now one line that says what to do. --device cpu puts the ranks on gloo instead."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for key, value in (("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as e:
+        init_distributed("auto")
+    assert str(e.value) == ("error: torchrun started local rank 1 but this machine has 1 GPU(s): one rank per "
+                            "GPU (--nproc_per_node=1), or --device cpu")
 
 
 def test_default_threads_are_the_idle_cores(monkeypatch):
