@@ -61,7 +61,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
-                   help="sets every (preset: ...) value below (default: gpu with CUDA, else cpu, as the other scripts)")
+                   help="sets every (preset: ...) value below (default: gpu with CUDA, else cpu, as the "
+                        "other scripts)")
     g.add_argument("--seed", type=int, default=0, help="same seed -> same files, byte for byte")
     g.add_argument("--out", default="data", help="output directory")
     add_threads_flag(g)
@@ -74,8 +75,10 @@ def parse_args(argv=None):
     g.add_argument("--classes", type=comma_list, default=None,
                    help=f"comma-separated API classes, from {','.join(DOMAINS)}")
     g.add_argument("--max-turns", type=int, default=None, help="user turns per task, at most")
-    g.add_argument("--categories", type=comma_list, default=None, help=f"comma-separated, from {','.join(CATEGORIES)}")
-    g.add_argument("--long-output-chars", type=int, default=None, help="cap on the tool output of a long_context task")
+    g.add_argument("--categories", type=comma_list, default=None,
+                   help=f"comma-separated, from {','.join(CATEGORIES)}")
+    g.add_argument("--long-output-chars", type=int, default=None,
+                   help="cap on the tool output of a long_context task")
     g = p.add_argument_group("PAG data (default: the preset's 'pag' section)")
     g.add_argument("--augment", type=float, default=None, help="augmented copies per train task (0.5: half get one)")
     g.add_argument("--mask-p", type=float, default=None, help="word-masking probability in augmented user text")
@@ -83,7 +86,8 @@ def parse_args(argv=None):
     g.add_argument("--no-perturb", action="store_true", help="augmentation without perturbed function lists")
     g.add_argument("--rename", type=int, choices=[0, 1], default=None,
                    help="augmented copies get renamed entities (fresh random values)")
-    g.add_argument("--functions", choices=FUNCTION_LISTINGS, default=None, help="how the system prompt lists functions")
+    g.add_argument("--functions", choices=FUNCTION_LISTINGS, default=None,
+                   help="how the system prompt lists functions")
     g.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (special tokens included)")
     g.add_argument("--block-size", type=int, default=None, help="drop samples longer than this (the model's)")
     g = p.add_argument_group("model-aware verification (optional, needs a trained checkpoint)")

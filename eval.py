@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summary, transcript
+from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0, parse_args_with_preset,
@@ -114,7 +114,7 @@ def metrics(rollouts, policy, samples):
                 extra += max(0, n - len(r.task["ground_truth"][k]))
             redundant.append(extra)
         ctx = [c for r in rs for c in r.context_tokens]
-        recall = ([composite_reward(trajectory_summary(r, policy))[1]["awareness"] for r in rs]
+        recall = ([composite_reward(t)[1]["awareness"] for t in trajectory_summaries(rs, policy)]
                   if policy == "awareness" else [])
         passes = [sum(r.verdict["passed"] for r in g) for g in groups]  # per task, out of `samples`
         out[cat] = {

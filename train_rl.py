@@ -38,14 +38,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from nanoparl.agent import AgentLoop, trajectory_summary, transcript
+from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
 from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
                                  save_checkpoint, training_state)
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
                              cleanup_distributed, init_distributed, log0, parse_args_with_preset, run_cli,
                              seed_everything, set_threads)
-from nanoparl.pag import summary_requirements
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
@@ -105,9 +104,7 @@ def score(rollouts, args, policy, samples):
     """-> (per-rollout advantages, rewards, reward parts, zero-advantage share). Groups are adjacent.
     PAG-RL: one scalar per rollout (GRPO over the composite reward), the same for all its tokens;
     MT-GRPO: one value per turn (turn advantage + lam * outcome advantage), for that turn's tokens."""
-    tasks = {r.group: r.task for r in rollouts}
-    required = {g: summary_requirements(task) for g, task in tasks.items()}  # once per task, not per sample
-    trajs = [trajectory_summary(r, policy, required[r.group]) for r in rollouts]
+    trajs = trajectory_summaries(rollouts, policy)
     groups = [r.group for r in rollouts]
     if args.algo == "pag-rl":
         weights = {k: getattr(args, f"w_{k}") for k in DEFAULT_WEIGHTS}

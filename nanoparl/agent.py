@@ -274,6 +274,16 @@ def trajectory_summary(r, policy, required=None):
             "error_type": r.verdict["error_type"], "turns": turns}
 
 
+def trajectory_summaries(rollouts, policy):
+    """trajectory_summary of every rollout, working out each task's summary_requirements once: the
+    samples of a task share its dict (train_rl scores groups of G, eval.py --samples k)."""
+    required = {}
+    for r in rollouts:
+        if id(r.task) not in required:
+            required[id(r.task)] = summary_requirements(r.task)
+    return [trajectory_summary(r, policy, required[id(r.task)]) for r in rollouts]
+
+
 def transcript(r, name=None, max_chars=None):
     """Rollout r as text: a header with the verdict (and the row name, when several models print
     theirs), then per user turn the user's words, the messages, and the ground truth. max_chars

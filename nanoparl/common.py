@@ -125,7 +125,8 @@ def parse_args_with_preset(parser, argv, sections):
                     actions[key].default = value
                     actions[key].help = (actions[key].help or "") + " (preset: %(default)s)"
     for a in parser._actions:  # the other defaults, in --help too
-        if a.option_strings and a.default not in (None, False, argparse.SUPPRESS) and "default" not in (a.help or ""):
+        shown = a.default not in (None, False, argparse.SUPPRESS) and "default" not in (a.help or "")
+        if a.option_strings and shown:
             a.help = (a.help or "") + " (default: %(default)s)"
     args = parser.parse_args(argv)
     args.preset = args.preset or known.preset

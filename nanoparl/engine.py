@@ -65,7 +65,8 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
         probs = torch.softmax(x, dim=-1)
         # drop a candidate when the mass strictly before it already reaches top_p (never the first)
         x = x.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, float("-inf"))
-    logp = torch.log_softmax(x, dim=-1)  # the processed distribution over the candidates
+    # the processed distribution over the candidates (the raw one itself at temperature 1, untruncated)
+    logp = logp_raw if x is logits else torch.log_softmax(x, dim=-1)
     # E = -log(1 - U) ~ Exp(1) by inversion (Tensor.exponential_ is ~5x slower than rand on CPU);
     # clamp so that a draw of exactly 0 cannot turn -inf - (-inf) into nan
     u = torch.rand(logp.shape, generator=generator, device=logp.device)

@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 import data_gen  # noqa: E402
 import train_rl  # noqa: E402
 import train_sft  # noqa: E402
-from nanoparl.agent import AgentLoop, trajectory_summary  # noqa: E402
+from nanoparl.agent import AgentLoop, trajectory_summaries, trajectory_summary  # noqa: E402
 from nanoparl.chat import listing_of  # noqa: E402
 from nanoparl.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from nanoparl.common import autocast  # noqa: E402
@@ -55,7 +55,9 @@ def mean_reward(run, data, tasks, samples=8, seed=7):
     model, meta = load_checkpoint(run)
     tok = Tokenizer.load(os.path.join(data, "tokenizer.json"))
     rollouts = AgentLoop(model.eval(), tok, "awareness", listing_of(meta["format"]), step_tokens=48, seed=seed).run(tasks, samples)
-    scored = [composite_reward(trajectory_summary(r, "awareness")) for r in rollouts]
+    trajs = trajectory_summaries(rollouts, "awareness")
+    assert trajs == [trajectory_summary(r, "awareness") for r in rollouts]  # requirements once per task
+    scored = [composite_reward(t) for t in trajs]
     return float(np.mean([s[0] for s in scored])), {k: float(np.mean([s[1][k] for s in scored])) for k in scored[0][1]}
 
 
