@@ -43,7 +43,8 @@ import torch
 
 from nanoparl.chat import FUNCTION_LISTINGS, awareness_text, split_awareness
 from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
-from nanoparl.common import PRESETS, add_threads_flag, get_device, parse_args_with_preset, run_cli, set_threads
+from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_device, parse_args_with_preset,
+                             run_cli, set_threads)
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
@@ -97,16 +98,12 @@ def parse_args(argv=None):
     g.add_argument("--verify-batch", type=int, default=64, help="samples decoded together")
     g.add_argument("--device", default="auto", help="device for --verify-with")
     args = parse_args_with_preset(p, argv, lambda preset, data: ("data", "pag", "tokenizer", "model"))
-    for flag, low in (("n_train", 1), ("n_val", 1), ("n_test", 1), ("n_base", 0), ("max_tasks", 1),
-                      ("max_turns", 1), ("block_size", 1), ("verify_max", 1), ("verify_batch", 1)):
-        value = getattr(args, flag)
-        if value is not None and value < low:  # e.g. 0 val tasks: an IndexError after the train data is written
-            p.error(f"--{flag.replace('_', '-')} must be at least {low} (got {value})")
+    # e.g. 0 val tasks: an IndexError after the train data is written
+    check_at_least(args, n_train=1, n_val=1, n_test=1, n_base=0, max_tasks=1, max_turns=1, block_size=1,
+                   verify_max=1, verify_batch=1, augment=0)
     if args.vocab_size is not None and args.vocab_size < 256 + len(SPECIAL_TOKENS):
         p.error(f"--vocab-size must be at least {256 + len(SPECIAL_TOKENS)}: the 256 bytes and "
                 f"{len(SPECIAL_TOKENS)} special tokens (got {args.vocab_size})")
-    if args.augment is not None and args.augment < 0:
-        p.error(f"--augment must be at least 0 (got {args.augment})")
     unknown = set(args.classes) - set(DOMAINS) | set(args.categories) - set(CATEGORIES)
     if unknown:
         p.error(f"unknown classes/categories: {sorted(unknown)}")

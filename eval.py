@@ -34,10 +34,10 @@ import torch
 from tqdm import tqdm
 
 from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summaries, transcript
-from nanoparl.chat import listing_of
+from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
-from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0, parse_args_with_preset,
-                             run_cli, seed_everything, set_threads)
+from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_device, get_preset, log0,
+                             parse_args_with_preset, run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
 from nanoparl.tokenizer import Tokenizer
@@ -73,15 +73,9 @@ def parse_args(argv=None):
     g.add_argument("--device", default="auto")
     add_threads_flag(g)
     args = parse_args_with_preset(p, argv, lambda preset, data: ("rl", "eval"))  # step_tokens: as in RL
-    # flags that would crash after the work (--samples 0), or silently mean something else
-    # (--max-tasks 0 used to mean "all"), stop here in one line
-    for flag, low in (("samples", 1), ("max_tasks", 1), ("step_tokens", 1), ("batch_tasks", 1),
-                      ("top_k", 1), ("show", 0)):
-        value = getattr(args, flag)
-        if value is not None and value < low:
-            p.error(f"--{flag.replace('_', '-')} must be at least {low} (got {value})")
-    if args.temperature < 0:
-        p.error(f"--temperature must be at least 0 (got {args.temperature})")
+    # flags that would crash after the work (--samples 0) or silently mean something else
+    # (--max-tasks 0 used to mean "all") stop here
+    check_at_least(args, samples=1, max_tasks=1, step_tokens=1, batch_tasks=1, top_k=1, show=0, temperature=0)
     if args.top_p is not None and not 0 < args.top_p <= 1:
         p.error(f"--top-p must be in (0, 1] (got {args.top_p})")
     return args
@@ -289,7 +283,7 @@ def read_tasks(args):
     return tasks[:args.max_tasks]
 
 
-def load_runs(args, data_listing):
+def load_runs(args, default_listing):
     """-> [(row name, model, tokenizer, policy, function listing, agent)], every model loaded before any runs."""
     runs = []
     try:
@@ -297,14 +291,14 @@ def load_runs(args, data_listing):
             tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
             # the oracle's texts are forced; a random model of the preset only carries the KV cache
             model = GPT(GPTConfig(**dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size)))
-            runs.append(("oracle", model, tok, args.policy or "history", data_listing, "oracle"))
+            runs.append(("oracle", model, tok, args.policy or "history", default_listing, "oracle"))
         for name, path in zip(row_names(args.ckpt, taken=[r[0] for r in runs]), args.ckpt):
             model, meta = load_checkpoint(path)
             if not meta.get("tokenizer"):
                 raise SystemExit(f"error: --ckpt {path}: its metadata names no tokenizer")
             tok = Tokenizer.load(meta["tokenizer"])
             runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
-                         listing_of(meta["format"]) if "format" in meta else data_listing, "model"))
+                         listing_of(meta["format"]) if "format" in meta else default_listing, "model"))
     except (CheckpointError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     return runs
@@ -324,12 +318,11 @@ def main(argv=None):
         raise SystemExit("error: give --ckpt (one or more), or --agent oracle")
     check_out(args.out)
     tasks = read_tasks(args)
-    fmt_path = os.path.join(args.data_dir, "format.json")
     try:
-        data_listing = listing_of(json.load(open(fmt_path)) if os.path.exists(fmt_path) else None)
+        listing = data_listing(args.data_dir)
     except ValueError as e:
-        raise SystemExit(f"error: {fmt_path}: not valid JSON ({e})")
-    runs = load_runs(args, data_listing)
+        raise SystemExit(f"error: {e}")
+    runs = load_runs(args, listing)
 
     results = {}
     for name, model, tok, policy, listing, agent in runs:
@@ -364,7 +357,7 @@ def main(argv=None):
             print(f"{name}: errors {res['overall']['errors']}")
     seeds = seed_groups(results)
     if seeds:
-        print(f"\nmean +- std over seeds (rows named <run>_s<seed>; sample std)")
+        print("\nmean +- std over seeds (rows named <run>_s<seed>; sample std)")
         print(f"{'model':{w}s} {'seeds':>5s} {'overall':>15s} {'steps':>13s} {'ctx/step':>11s} {'empty turn':>13s}")
         for base, m in seeds.items():
             a, st, c, e = m["accuracy"], m["steps"], m["ctx_mean"], m["empty_turn"]

@@ -31,7 +31,6 @@ the two flags, and Ctrl-C saves a checkpoint at the end of the current step (exi
 import argparse
 import copy
 import os
-import sys
 import time
 
 import numpy as np
@@ -40,11 +39,11 @@ import torch.distributed as dist
 
 from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
-from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
+from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, resume_training,
                                  save_checkpoint, training_state)
-from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
-                             cleanup_distributed, init_distributed, log0, parse_args_with_preset, run_cli,
-                             seed_everything, set_threads)
+from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
+                             check_at_least, cleanup_distributed, log0, parse_args_with_preset, run_cli,
+                             seed_everything)
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
@@ -154,16 +153,9 @@ def main(argv=None):
 
 
 def train(args, stop):
-    set_threads(args.threads)
-    rank, world, device = init_distributed(args.device)
-    check_settings(vars(args), positive=("tasks_per_step", "group_size", "ppo_epochs", "step_tokens", "eval_every",
-                                         "eval_tasks", "save_every", "micro_batch"),
-                   non_negative=("max_steps", "keep_last"))
-    if args.tasks_per_step % world:
-        raise SystemExit(f"error: --tasks-per-step {args.tasks_per_step} must be divisible by the {world} ranks")
-    prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
-    if world > 1:
-        dist.barrier()
+    check_at_least(args, tasks_per_step=1, group_size=1, ppo_epochs=1, step_tokens=1, eval_every=1, eval_tasks=1,
+                   save_every=1, micro_batch=1, max_steps=0, keep_last=0)
+    rank, world, device = begin_run(args, "tasks_per_step")
     seed_everything(args.seed + rank)
 
     model, init_meta = load_checkpoint(args.init)
@@ -230,11 +222,8 @@ def train(args, stop):
     metrics = {}
     while True:
         last_step = step >= args.max_steps
-        if not last_step and stop.requested():  # between two optimizer steps: a consistent state
-            path = checkpoint()
-            log0(f"interrupted at step {step}: saved {path}; continue with --resume")
-            cleanup_distributed()
-            sys.exit(130)
+        if not last_step:  # between two optimizer steps: a consistent state to save
+            stop.save_and_exit_if_requested(checkpoint, step)
         if rank == 0 and (step % args.eval_every == 0 or last_step):
             res, probe = run_eval()
             metrics = {"val_accuracy": res["overall"], **{f"val_{c}": res[c] for c in res if c != "overall"}}

@@ -34,7 +34,6 @@ on from there. A folder that already holds checkpoints needs --resume or --overw
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -44,12 +43,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from nanoparl.chat import listing_of
-from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, prepare_run_dir, resume_training,
+from nanoparl.chat import data_listing
+from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, resume_training,
                                  save_checkpoint, training_state)
-from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, check_settings,
-                             cleanup_distributed, get_preset, init_distributed, log0, parse_args_with_preset,
-                             run_cli, seed_everything, set_threads)
+from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
+                             check_at_least, cleanup_distributed, get_preset, log0, parse_args_with_preset,
+                             run_cli, seed_everything)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
 from nanoparl.probe import evaluate, probe_line
@@ -110,15 +109,9 @@ def main(argv=None):
 
 
 def train(args, stop):
-    set_threads(args.threads)
-    rank, world, device = init_distributed(args.device)
-    check_settings(vars(args), positive=("batch_size", "micro_batch_size", "eval_every", "save_every", "log_every"),
-                   non_negative=("max_steps", "warmup_steps", "eval_samples", "keep_last"))
-    if args.batch_size % world:
-        raise SystemExit(f"error: --batch-size {args.batch_size} must be divisible by the {world} ranks")
-    prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
-    if world > 1:
-        dist.barrier()
+    check_at_least(args, batch_size=1, micro_batch_size=1, eval_every=1, save_every=1, log_every=1,
+                   max_steps=0, warmup_steps=0, eval_samples=0, keep_last=0)
+    rank, world, device = begin_run(args, "batch_size")
     seed_everything(args.seed)
 
     tok_path = os.path.join(args.data_dir, "tokenizer.json")
@@ -157,8 +150,7 @@ def train(args, stop):
         return {}
 
     ddp = DDP(model) if world > 1 else model
-    fmt_path = os.path.join(args.data_dir, "format.json")  # how the data listed functions (chat.listing_of)
-    listing = listing_of(json.load(open(fmt_path)) if os.path.exists(fmt_path) else None)
+    listing = data_listing(args.data_dir)  # how the data listed functions
     meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
             "format": {"functions": listing}, "data": args.data, "preset": args.preset,
             "kind": "base" if args.data == "base" else "sft"}
@@ -191,11 +183,8 @@ def train(args, stop):
     local_bs = args.batch_size // world
     while True:
         last_step = step >= args.max_steps
-        if not last_step and stop.requested():  # between two optimizer steps: a consistent state
-            path = checkpoint(metrics)
-            log0(f"interrupted at step {step}: saved {path}; continue with --resume")
-            cleanup_distributed()
-            sys.exit(130)
+        if not last_step:  # between two optimizer steps: a consistent state to save
+            stop.save_and_exit_if_requested(lambda: checkpoint(metrics), step)
         if step % args.eval_every == 0 or last_step:
             metrics = evaluate(model, val, tok, device, max(local_bs, 8)) if rank == 0 else {}
             if rank == 0:

@@ -3,6 +3,8 @@ listing, user and tool messages, and the awareness prefix <summary>..</summary><
 tokenizer.render turns these messages into ids and a loss mask; pag.py writes what goes in them.
 """
 
+import json
+import os
 import re
 
 from nanoparl.world.registry import FUNCTION_DOCS, function_names
@@ -36,6 +38,18 @@ def listing_of(fmt):
     "descriptions"; files from before the `functions` key said {"descriptions": true|false}."""
     fmt = fmt or {}
     return fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+
+
+def data_listing(data_dir):
+    """The listing a data folder was written with (its format.json, read by listing_of)."""
+    path = os.path.join(data_dir, "format.json")
+    if not os.path.exists(path):
+        return listing_of(None)
+    try:
+        with open(path) as f:
+            return listing_of(json.load(f))
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def signature_line(task, name, listing="descriptions"):

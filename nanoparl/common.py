@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from nanoparl.checkpoint import CheckpointError
+from nanoparl.checkpoint import CheckpointError, prepare_run_dir
 
 # ----------------------------------------------------------------------------
 # Presets: one dict per preset, one section per stage. Later stages add their sections here.
@@ -253,14 +253,30 @@ def cleanup_distributed():
         dist.destroy_process_group()
 
 
-def check_settings(hp, positive=(), non_negative=()):
-    """Settings (flags over the preset) that would fail deep inside a run, or never stop, end here
-    in one line: --eval-every 0 is a ZeroDivisionError at step 0, --max-steps -1 a loop that never
-    reaches its last step."""
-    for keys, low in ((positive, 1), (non_negative, 0)):
-        for key in keys:
-            if hp[key] is None or hp[key] < low:
-                raise SystemExit(f"error: --{key.replace('_', '-')} must be at least {low} (got {hp[key]})")
+def check_at_least(args, **lows):
+    """Flags that would fail deep inside a run, or never stop, end here in one line: --eval-every 0
+    is a ZeroDivisionError at step 0, --max-steps -1 a loop that never reaches its last step,
+    --samples 0 a crash after all the rollouts. An unset flag (None) passes."""
+    for key, low in lows.items():
+        value = getattr(args, key)
+        if value is not None and value < low:
+            raise SystemExit(f"error: --{key.replace('_', '-')} must be at least {low} (got {value})")
+
+
+def begin_run(args, split_flag):
+    """How both training scripts open: threads, ranks (torchrun), then the run folder --out, refused
+    if it holds checkpoints unless --resume or --overwrite says what to do with them; the other
+    ranks wait until rank 0 has prepared it. split_flag names the flag whose global count is split
+    across ranks. -> (rank, world, device)"""
+    set_threads(args.threads)
+    rank, world, device = init_distributed(args.device)
+    n = getattr(args, split_flag)
+    if n % world:
+        raise SystemExit(f"error: --{split_flag.replace('_', '-')} {n} must be divisible by the {world} ranks")
+    prepare_run_dir(args.out, args.resume, args.overwrite, remove=rank == 0)
+    if world > 1:
+        dist.barrier()
+    return rank, world, device
 
 
 class StopOnSignal:
@@ -270,8 +286,7 @@ class StopOnSignal:
 
         with StopOnSignal() as stop:
             while ...:
-                if stop.requested():   # every rank calls it at the same point
-                    save; exit 130
+                stop.save_and_exit_if_requested(save, step)   # every rank, at the same point
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -303,6 +318,14 @@ class StopOnSignal:
         flag = torch.tensor([float(self.flag)])
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+    def save_and_exit_if_requested(self, save, step):
+        """At a step boundary: if a signal came, save() (-> the path of the weights) and exit 130."""
+        if self.requested():
+            path = save()
+            log0(f"interrupted at step {step}: saved {path}; continue with --resume")
+            cleanup_distributed()
+            sys.exit(130)
 
 
 def run_cli(main):

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from nanoparl.chat import listing_of
+from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import save_checkpoint
 from nanoparl.common import PRESETS, default_preset
 from nanoparl.model import GPT, GPTConfig
@@ -91,6 +91,18 @@ def test_bad_eval_input_stops_before_any_rollout(data, extra, message, monkeypat
         raise AssertionError("rollouts ran before the input was checked")
     monkeypatch.setattr(evaluation.AgentLoop, "run", rollouts_ran)
     assert message in refused(lambda: evaluation.main(eval_args(data, "--agent", "oracle", *extra)), capsys)
+
+
+def test_a_data_folders_listing_is_read_or_its_file_named(data, tmp_path, capsys):
+    assert data_listing(str(tmp_path)) == "descriptions"  # no format.json: the default
+    (tmp_path / "format.json").write_text('{"functions": "names"}')
+    assert data_listing(str(tmp_path)) == "names"
+    (tmp_path / "format.json").write_text('{"functions": ')
+    with pytest.raises(ValueError, match="format.json: not valid JSON"):
+        data_listing(str(tmp_path))
+    (tmp_path / "tasks_test.jsonl").write_text(open(os.path.join(data, "tasks_test.jsonl")).read())
+    message = refused(lambda: evaluation.main(eval_args(str(tmp_path), "--agent", "oracle")), capsys)
+    assert "format.json: not valid JSON" in message
 
 
 def test_empty_task_file_and_a_run_given_twice(data, tmp_path, monkeypatch, capsys):
