@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import time
+from collections import Counter, defaultdict
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.world.registry import DOMAINS
 from nanoparl.world.tasks import (CATEGORIES, class_counts, generate_splits, make_task, save_tasks,
                                   task_stats, user_messages)
+
 
 def comma_list(text):
     return text.split(",")
@@ -178,28 +180,23 @@ def main(argv=None):
                                      rename=bool(args.rename)))
 
     samples = {}  # (kind, split) -> [(task id, turn or None, messages)]
-    dropped = {}  # (kind, split) -> {reason: count}
+    dropped = defaultdict(Counter)  # (kind, split) -> {reason: count}
     base_tasks = [make_task(settings, "base", i, args.seed) for i in range(n_base)]
     samples[("base", "train")] = [(t["id"], None, m) for t in base_tasks for m in base_documents(t, args.functions)]
-    dropped[("base", "train")] = {}
     for split in ("train", "val"):
-        plain, pag_samples, drops = [], [], {}
-        for task, turns in zip(splits[split], oracle[split]):
-            plain.append((task["id"], None, sft_samples(task, "history", turns, args.functions)[0]))
+        samples[("plain", split)] = [(task["id"], None, sft_samples(task, "history", turns, args.functions)[0])
+                                     for task, turns in zip(splits[split], oracle[split])]
         pag_tasks = list(zip(splits[split], oracle[split]))
         if split == "train":
             pag_tasks += [(t, oracle_turns(t)) for t in augmented]
+        pag_samples = []
         for task, turns in pag_tasks:
-            reason = check_sufficiency(task, turns)
-            if reason:
-                key = "insufficient summary"
-                drops[key] = drops.get(key, 0) + 1
+            if check_sufficiency(task, turns):
+                dropped[("pag", split)]["insufficient summary"] += 1
                 continue
             for k, messages in enumerate(sft_samples(task, "awareness", turns, args.functions)):
                 pag_samples.append((task["id"], k, messages))
-        samples[("plain", split)], samples[("pag", split)] = plain, pag_samples
-        dropped[("pag", split)] = drops
-        dropped[("plain", split)] = {}
+        samples[("pag", split)] = pag_samples
 
     # tokenizer: trained on the train conversations of both kinds (every message's text)
     texts = (m["content"] for kind in ("plain", "pag") for _, _, msgs in samples[(kind, "train")] for m in msgs)
@@ -214,7 +211,7 @@ def main(argv=None):
         for task_id, turn, messages in rows:
             n = len(tok.render(messages)[0])
             if n > args.block_size:
-                dropped[(kind, split)]["longer than block_size"] = dropped[(kind, split)].get("longer than block_size", 0) + 1
+                dropped[(kind, split)]["longer than block_size"] += 1
                 continue
             kept.append({"task_id": task_id, "turn": turn, "messages": messages})
             lengths.append(n)

@@ -283,10 +283,13 @@ def read_tasks(args):
     return tasks[:args.max_tasks]
 
 
-def load_runs(args, default_listing):
-    """-> [(row name, model, tokenizer, policy, function listing, agent)], every model loaded before any runs."""
+def load_runs(args):
+    """-> [(row name, model, tokenizer, policy, function listing, agent)], every model loaded before
+    any runs. A checkpoint's function listing is the one its meta names, else the data folder's
+    (the oracle's too)."""
     runs = []
     try:
+        default_listing = data_listing(args.data_dir)
         if args.agent == "oracle":
             tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
             # the oracle's texts are forced; a random model of the preset only carries the KV cache
@@ -318,11 +321,7 @@ def main(argv=None):
         raise SystemExit("error: give --ckpt (one or more), or --agent oracle")
     check_out(args.out)
     tasks = read_tasks(args)
-    try:
-        listing = data_listing(args.data_dir)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}")
-    runs = load_runs(args, listing)
+    runs = load_runs(args)
 
     results = {}
     for name, model, tok, policy, listing, agent in runs:

@@ -39,11 +39,10 @@ import torch.distributed as dist
 
 from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
-from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, resume_training,
-                                 save_checkpoint, training_state)
+from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
-                             check_at_least, cleanup_distributed, log0, parse_args_with_preset, run_cli,
-                             seed_everything)
+                             check_at_least, cleanup_distributed, log0, parse_args_with_preset, resume_step,
+                             run_cli, seed_everything)
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
@@ -178,10 +177,8 @@ def train(args, stop):
     probe_samples = (load_samples(probe_file, tok, model.config.block_size)[0][:200]
                      if os.path.exists(probe_file) else [])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
-    if args.resume and step >= args.max_steps:
-        log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
-             f"(its checkpoints are left as they are)")
+    step = resume_step(args, model, opt, rank)
+    if step is None:  # --resume of a run that has reached --max-steps
         cleanup_distributed()
         return {}
     logger = JsonlLogger(os.path.join(args.out, "log.jsonl"))

@@ -44,11 +44,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nanoparl.chat import data_listing
-from nanoparl.checkpoint import (copy_tokenizer, load_checkpoint, resume_training,
-                                 save_checkpoint, training_state)
+from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
                              check_at_least, cleanup_distributed, get_preset, log0, parse_args_with_preset,
-                             run_cli, seed_everything)
+                             resume_step, run_cli, seed_everything)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
 from nanoparl.probe import evaluate, probe_line
@@ -142,10 +141,8 @@ def train(args, stop):
 
     opt = make_optimizer(model, args.lr, args.weight_decay, muon_lr=args.muon_lr)
 
-    step = resume_training(args.out, model, opt, log=log0, set_aside=rank == 0) if args.resume else 0
-    if args.resume and step >= args.max_steps:
-        log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
-             f"(its checkpoints are left as they are)")
+    step = resume_step(args, model, opt, rank)
+    if step is None:  # --resume of a run that has reached --max-steps
         cleanup_distributed()
         return {}
 

@@ -12,6 +12,7 @@ from nanoparl.world.registry import FUNCTION_DOCS, function_names
 SYSTEM_HEADER = ("You call functions to do what the user asks. Write a call list like "
                  "[f(a=1)] to call, or plain text to answer. Functions:")
 
+
 def available_functions(task, k):
     """Function names available at user turn k (held-out ones appear at their turn)."""
     later = {f for t, names in task.get("missed_function", {}).items() if int(t) > k for f in names}

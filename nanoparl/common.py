@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from nanoparl.checkpoint import CheckpointError, prepare_run_dir
+from nanoparl.checkpoint import CheckpointError, prepare_run_dir, resume_training
 
 # ----------------------------------------------------------------------------
 # Presets: one dict per preset, one section per stage. Later stages add their sections here.
@@ -277,6 +277,20 @@ def begin_run(args, split_flag):
     if world > 1:
         dist.barrier()
     return rank, world, device
+
+
+def resume_step(args, model, optimizer, rank):
+    """The step a training run starts from: 0, or with --resume the step of the newest intact
+    checkpoint in --out, loaded into model and optimizer (checkpoint.resume_training). None when
+    that run is already at --max-steps: nothing to train, its checkpoints are left as they are."""
+    if not args.resume:
+        return 0
+    step = resume_training(args.out, model, optimizer, log=log0, set_aside=rank == 0)
+    if step >= args.max_steps:
+        log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
+             f"(its checkpoints are left as they are)")
+        return None
+    return step
 
 
 class StopOnSignal:
