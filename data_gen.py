@@ -51,8 +51,8 @@ from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
 from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.world.registry import DOMAINS
-from nanoparl.world.tasks import (CATEGORIES, class_counts, generate_splits, make_task, save_tasks,
-                                  task_stats, user_messages)
+from nanoparl.world.tasks import (CATEGORIES, HELD_OUT, class_counts, generate_splits, make_task, new_words,
+                                  save_tasks, task_stats, user_messages, words)
 
 
 def comma_list(text):
@@ -130,7 +130,9 @@ def main(argv=None):
     set_threads(args.threads)
     t0 = time.time()
     cap = args.max_tasks or float("inf")  # --max-tasks caps every split and the base corpus
+    # unseen (held-out words) is as large as test
     sizes = {split: min(getattr(args, f"n_{split}"), cap) for split in ("train", "val", "test")}
+    sizes["unseen"] = sizes["test"]
     n_base = min(args.n_base, cap)
     settings = dict(max_turns=args.max_turns, long_output_chars=args.long_output_chars, classes=args.classes,
                     categories=args.categories)
@@ -159,9 +161,13 @@ def main(argv=None):
                   f"{row['max_out_chars']:5d}")
     print("calls per class (train):", dict(class_counts(splits["train"]).most_common()))
     train_msgs = set().union(set(), *map(user_messages, splits["train"]))
-    test_msgs = set().union(set(), *map(user_messages, splits["test"]))
-    print(f"user messages: train {len(train_msgs)} unique, test {len(test_msgs)} unique, "
-          f"train/test overlap {len(train_msgs & test_msgs)}")
+    train_words = set(w for m in train_msgs for w in words(m))
+    for split in HELD_OUT:
+        msgs = set().union(set(), *map(user_messages, splits[split]))
+        new = sum(bool(new_words(m, t, train_words)) for t in splits[split] for m in user_messages(t))
+        print(f"user messages: train {len(train_msgs)} unique, {split} {len(msgs)} unique, "
+              f"overlap {len(train_msgs & msgs)}; {split} messages with a word no train message has "
+              f"(values aside) {new} of {sum(len(user_messages(t)) for t in splits[split])}")
     print(f"tasks written to {args.out} in {t_tasks:.1f}s")
 
     # ---- PAG / SFT data

@@ -41,7 +41,7 @@ from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_devi
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
 from nanoparl.tokenizer import Tokenizer
-from nanoparl.world.tasks import CATEGORIES, load_tasks
+from nanoparl.world.tasks import CATEGORIES, SPLITS, load_tasks
 
 
 def parse_args(argv=None):
@@ -54,7 +54,9 @@ def parse_args(argv=None):
                    help="context policy (default: the checkpoint's; history for the oracle)")
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", default="data")
-    g.add_argument("--split", default="test", choices=["train", "val", "test"])
+    g.add_argument("--split", default="test", choices=SPLITS,
+                   help="test: in-domain (held-out values, unseen combinations of seen phrasings); "
+                        "unseen: held-out values and words train never has")
     g.add_argument("--max-tasks", type=int, default=None,
                    help="evaluate the first N tasks only (tasks cycle through categories; None: all)")
     g = p.add_argument_group("sampling")

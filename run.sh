@@ -87,14 +87,20 @@ if [ "$FULL" = 1 ]; then
   rl no_awareness sft_plain --algo pag-rl --policy history
 fi
 
-# the table: oracle (the ceiling) and every run, on the held-out test split
+# the tables: oracle (the ceiling) and every run on the headline test split (in-domain), then the
+# first 100 tasks of the unseen-words split and of val; the last table puts the three side by side
 python eval.py --preset "$PRESET" --agent oracle --data-dir "$DATA" --out "$OUT/eval_oracle.json" "${EVAL_CAP[@]}" \
   "${THREADS_FLAG[@]}" | tee "$OUT/eval_oracle.log"
 python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split test --show 1 "${EVAL_CAP[@]}" \
   "${THREADS_FLAG[@]}" --out "$OUT/results.json" | tee "$OUT/eval.log"
+for split in unseen val; do
+  python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split $split --max-tasks 100 \
+    "${EVAL_CAP[@]}" "${THREADS_FLAG[@]}" --out "$OUT/results_$split.json" | tee "$OUT/eval_$split.log"
+done
 python - "$OUT" <<'PY' || true
 import sys
 from nanoparl.plot import plot_runs
 plot_runs(sys.argv[1])
 PY
+python -m nanoparl.report "$OUT" | tee "$OUT/report.txt"
 echo "== total wall time: $(( $(date +%s) - START ))s (preset $PRESET; stages marked DONE earlier not re-run)"

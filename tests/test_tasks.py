@@ -10,8 +10,9 @@ import pytest
 from nanoparl.env import ToolEnv, check, parse_calls
 from nanoparl.world import base, filesystem_intents, messaging, tickets, trading, travel
 from nanoparl.world.registry import READ_ONLY
-from nanoparl.world.tasks import (CATEGORIES, DEFAULT_SETTINGS, generate_splits, load_tasks, replay,
-                                  save_tasks, split_pool, split_templates, user_messages)
+from nanoparl.world.tasks import (CATEGORIES, DEFAULT_SETTINGS, FRAMES, generate_splits, load_tasks, new_words,
+                                  replay, save_tasks, split_phrasings, split_pool, split_templates,
+                                  user_messages, words)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(DEFAULT_SETTINGS, long_output_chars=2700)
@@ -30,7 +31,8 @@ def splits():
     """Two seeds, all classes and categories, up to 6 turns."""
     out = {}
     for seed in (0, 1):
-        for split, tasks in generate_splits(SETTINGS, seed, {"train": 200, "val": 20, "test": 100}).items():
+        for split, tasks in generate_splits(SETTINGS, seed, {"train": 200, "val": 20, "test": 100,
+                                                              "unseen": 100}).items():
             out.setdefault(split, []).extend(tasks)
     return out
 
@@ -147,17 +149,41 @@ def test_templates_and_pools_split_cleanly():
             pool = getattr(module, name, None)
             if pool:
                 assert split_pool(pool, "test") and not set(split_pool(pool, "test")) & set(split_pool(pool, "train"))
-    assert split_templates(["a", "b", "c", "d"], "test") == ["c"]
+    assert split_pool(travel.CITIES, "unseen") == split_pool(travel.CITIES, "test")
+    assert split_templates(["a", "b", "c", "d"], "unseen") == ["c"]
     assert split_templates(["a", "b", "c", "d"], "train") == ["a", "b", "d"]
+    assert split_templates(["a", "b", "c", "d"], "test") == ["a", "b", "d"]
 
 
-def test_no_user_message_of_test_appears_in_train(splits):
+def test_test_phrasings_are_unseen_combinations_of_seen_parts():
+    templates = ["a {x}", "b {x}", "c {x}", "d {x}", "e {x}"]
+    train, test = split_phrasings(templates, "train"), split_phrasings(templates, "test")
+    assert split_phrasings(templates, "val") == train
+    assert test and not set(train) & set(test)
+    assert {t for t, f in test} == {t for t, f in train} == set(split_templates(templates, "train"))
+    assert {f for t, f in train} == set(FRAMES)  # every frame is seen in train
+    unseen = split_phrasings(templates, "unseen")
+    assert {t for t, f in unseen} == {"c {x}"}
+
+
+@pytest.mark.parametrize("split", ["test", "unseen"])
+def test_no_user_message_of_a_held_out_split_appears_in_train(splits, split):
     train = set().union(*map(user_messages, splits["train"]))
-    test = set().union(*map(user_messages, splits["test"]))
-    assert test and not train & test
-    held_cities = split_pool(travel.CITIES, "test")
-    assert any(city in m for m in test for city in held_cities)
+    held = set().union(*map(user_messages, splits[split]))
+    assert held and not train & held
+    held_cities = split_pool(travel.CITIES, split)
+    assert any(city in m for m in held for city in held_cities)
     assert not any(city in m for m in train for city in held_cities)
+
+
+def test_test_uses_only_train_words_and_unseen_does_not(splits):
+    known = {w for t in splits["train"] for m in user_messages(t) for w in words(m)}
+    new = {s: [m for t in splits[s] for m in user_messages(t) if new_words(m, t, known)]
+           for s in ("test", "unseen")}
+    # test's phrasings are all train's, but 400 train tasks do not say every rare one (data_gen's
+    # cpu split: 0 of 1,097 test messages hold a new word, 765 of 1,084 unseen ones)
+    assert len(new["test"]) < 0.02 * sum(len(user_messages(t)) for t in splits["test"])
+    assert len(new["unseen"]) > 0.3 * sum(len(user_messages(t)) for t in splits["unseen"])
 
 
 def test_same_seed_same_bytes(tmp_path):
@@ -202,7 +228,7 @@ def test_data_gen_script_micro(tmp_path):
                                "--out", str(out), "--n-train", "60", "--n-val", "8", "--n-test", "12"],
                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        assert "train/test overlap 0" in proc.stdout
-        outs.append([(out / f"tasks_{s}.jsonl").read_bytes() for s in ("train", "val", "test")])
+        assert proc.stdout.count("overlap 0;") == 2  # test and unseen share no message with train
+        outs.append([(out / f"tasks_{s}.jsonl").read_bytes() for s in ("train", "val", "test", "unseen")])
     assert outs[0] == outs[1]
     assert len(load_tasks(tmp_path / "1" / "tasks_train.jsonl")) == 60

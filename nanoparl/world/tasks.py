@@ -19,19 +19,28 @@ order_id). The category then reshapes one turn:
     long_context  distractor state (many files, tickets...) makes tool outputs long.
 A task is kept only if its ground truth replays without any error.
 
-Splits: val is drawn like train (fresh seeds); test holds out every 4th entity of each pool
-(cities, file names, people, companies...) and every 3rd phrasing of each template list, so no
-test user message can appear in train.
+Splits (split_pool, split_phrasings): val is drawn like train (fresh seeds). The two held-out
+splits both hold out every 4th entity of each pool (cities, file names, people, companies...), so
+a model must copy values it never saw, and differ in their words:
+    test    (the headline, in-domain like the paper's BFCL test) every user message is a phrasing
+            train uses, said in a frame ("Hi. ... Thanks.") train uses, but never that phrasing in
+            that frame: a combination train never saw whole, made of parts it saw;
+    unseen  every 3rd phrasing of each template list, which no other split uses: words train never
+            saw. What pretraining brings; a model trained from scratch is not expected to pass it.
+No test or unseen user message appears in train (generate_splits makes it a guarantee).
 """
 
 import json
 import random
+import re
 from collections import Counter
 
 from nanoparl.env import ToolEnv, format_call, parse_ground_truth
 from nanoparl.world.registry import DOMAINS, FUNCTION_CLASS, READ_ONLY
 
 CATEGORIES = ("base", "miss_param", "miss_func", "long_context")
+SPLITS = ("train", "val", "test", "unseen")
+HELD_OUT = ("test", "unseen")  # the splits whose entity values train never sees
 # classes: the API classes tasks draw from; max_turns: turns per task (1..);
 # long_output_chars: cap on the total tool output of a long_context task (2700 chars ~ 900 tokens)
 DEFAULT_SETTINGS = dict(classes=list(DOMAINS), max_turns=6, categories=list(CATEGORIES),
@@ -54,15 +63,31 @@ class Reject(Exception):
 # ----------------------------------------------------------------------------
 # Splits of pools and templates
 
+# Every phrasing is said in a frame: an optional greeting before it, an optional thanks after it.
+FRAMES = tuple((before, after) for before in ("", "Hi. ", "Hello! ", "Next: ")
+               for after in ("", " Thanks.", " Thank you!"))
+
+
 def split_pool(pool, split):
-    """Every 4th value is held out for test; train and val share the rest."""
-    return [v for i, v in enumerate(pool) if (i % 4 == 3) == (split == "test")]
+    """Every 4th value is held out for test and unseen; train and val share the rest."""
+    return [v for i, v in enumerate(pool) if (i % 4 == 3) == (split in HELD_OUT)]
 
 
 def split_templates(templates, split):
-    """Every 3rd phrasing is held out for test."""
+    """Every 3rd phrasing is held out for unseen; the other splits share the rest."""
     assert len(templates) >= 3, f"need at least 3 phrasings: {templates}"
-    return [t for i, t in enumerate(templates) if (i % 3 == 2) == (split == "test")]
+    return [t for i, t in enumerate(templates) if (i % 3 == 2) == (split == "unseen")]
+
+
+def split_phrasings(templates, split):
+    """(phrasing, frame) pairs a split says a request with. Phrasing i in frame j belongs to test
+    when (i + j) % 4 == 0, to train and val otherwise: every phrasing and every frame is seen in
+    train, and test's pairs never are. unseen says its own phrasings in any frame."""
+    pairs = [(i, t, j, f) for i, t in enumerate(templates) if t in split_templates(templates, split)
+             for j, f in enumerate(FRAMES)]
+    if split == "unseen":
+        return [(t, f) for i, t, j, f in pairs]
+    return [(t, f) for i, t, j, f in pairs if ((i + j) % 4 == 0) == (split == "test")]
 
 
 # ----------------------------------------------------------------------------
@@ -90,7 +115,8 @@ class Ctx:
         return self.rng.sample(values, min(k, len(values)))
 
     def say(self, templates, **fields):
-        return self.rng.choice(split_templates(templates, self.split)).format(**fields)
+        phrasing, (before, after) = self.rng.choice(split_phrasings(templates, self.split))
+        return before + phrasing.format(**fields) + after
 
     def api(self, class_name):
         return self.env.instances[class_name]
@@ -222,17 +248,30 @@ def user_messages(task):
     return {m["content"] for turn in task["question"] for m in turn}
 
 
+def words(text):
+    """The words of a text: its runs of letters (numbers are values, never words)."""
+    return set(re.findall(r"[A-Za-z]+", text))
+
+
+def new_words(text, task, known):
+    """Words of a user message of task outside `known`, the task's own values aside (any word of
+    its ground truth or initial state: a held-out city, name or title)."""
+    values = words(" ".join(c for turn in task["ground_truth"] for c in turn)
+                   + json.dumps(task["initial_config"]))
+    return words(text) - known - values
+
+
 def generate_splits(settings, seed, sizes):
-    """sizes: {"train": n, "val": n, "test": n} -> {split: [task, ...]}. Test tasks that share any
-    user message with train are skipped (by construction there are none; this makes it a
-    guarantee)."""
+    """sizes: {"train": n, "val": n, "test": n, "unseen": n} -> {split: [task, ...]}. Test and
+    unseen tasks that share any user message with train are skipped (by construction there are
+    none; this makes it a guarantee)."""
     out, train_messages = {}, set()
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         tasks, index = [], 0
         while len(tasks) < sizes.get(split, 0):
             task = make_task(settings, split, index, seed)
             index += 1
-            if split == "test" and user_messages(task) & train_messages:
+            if split in HELD_OUT and user_messages(task) & train_messages:
                 continue
             tasks.append(task)
         if split == "train":
