@@ -4,15 +4,17 @@
     python data_gen.py --preset cpu --seed 0 --out data          # the main job's data
     python data_gen.py --preset cpu --n-train 10000 --out /tmp/d  # override single settings
 
-Writes DATA/tasks_{train,val,test}.jsonl (BFCL v3 multi-turn format, see nanoparl/world/tasks.py)
-and prints, per split and category: tasks, turns and calls per task, share of read-only calls, tool
-output length in characters, and the train/test overlap of user messages (which must be 0: test
-holds out entities and phrasings). The same seed gives the same bytes.
+Writes DATA/tasks_{train,val,test,unseen}.jsonl (BFCL v3 multi-turn format; the splits are
+explained in nanoparl/world/tasks.py) and prints, per split and category: tasks, turns and calls
+per task, share of read-only calls, tool output length in characters; for test and unseen, their
+overlap with train's user messages (which must be 0) and how many of their messages hold a word no
+train message has (test: none; unseen: most). The same seed gives the same bytes.
 
 Then (PAG, nanoparl/pag.py): the oracle writes a summary and a plan for every user turn, the
 sufficiency check drops samples whose summary misses a fact a later turn needs, augmentation adds
-reworded copies of train tasks (PAG data only, as in the paper; ours also renames their string
-values to fresh random strings, pag.rename_entities, so that they must be copied), a byte-level BPE tokenizer is
+reworded copies of train tasks (as in the paper; ours also renames their string values to fresh
+random strings, pag.rename_entities, so that they must be copied; the plain SFT data gets the same
+copies, so that the two SFT rows differ only in the awareness), a byte-level BPE tokenizer is
 trained on the train conversations, and five files are written:
     sft_plain_{train,val}.jsonl   history policy: one sample per task (the SFT baseline)
     sft_pag_{train,val}.jsonl     awareness policy: one sample per user turn (PAG-SFT)
@@ -175,7 +177,7 @@ def main(argv=None):
         json.dump({"functions": args.functions}, f)
     t1 = time.time()
 
-    # oracle awareness for every task, then augmented copies of some train tasks (PAG data only)
+    # oracle awareness for every task, then augmented copies of some train tasks
     oracle = {split: [oracle_turns(t) for t in tasks] for split, tasks in splits.items()}
     augmented = []
     for i, task in enumerate(splits["train"]):
@@ -190,11 +192,11 @@ def main(argv=None):
     base_tasks = [make_task(settings, "base", i, args.seed) for i in range(n_base)]
     samples[("base", "train")] = [(t["id"], None, m) for t in base_tasks for m in base_documents(t, args.functions)]
     for split in ("train", "val"):
-        samples[("plain", split)] = [(task["id"], None, sft_samples(task, "history", turns, args.functions)[0])
-                                     for task, turns in zip(splits[split], oracle[split])]
         pag_tasks = list(zip(splits[split], oracle[split]))
-        if split == "train":
+        if split == "train":  # the augmented copies, for both kinds: neither row is starved of data
             pag_tasks += [(t, oracle_turns(t)) for t in augmented]
+        samples[("plain", split)] = [(task["id"], None, sft_samples(task, "history", turns, args.functions)[0])
+                                     for task, turns in pag_tasks]
         pag_samples = []
         for task, turns in pag_tasks:
             if check_sufficiency(task, turns):

@@ -17,6 +17,7 @@ and overall (the unweighted mean of the four categories, as BFCL does):
   invalid     calls per task that returned an error (bad name, arguments, parse, domain error)
   ctx/step    context tokens before each step (mean and max); gen: generated tokens per task
   recall      awareness policy: share of the facts later turns need found in the summaries
+  by turn     share of the k-th user turns that pass the checker, k = 0, 1, ...
   errors      first failing reason: state_mismatch, response_mismatch, empty_turn,
               unexpected_call, force_terminated, context_overflow
 """
@@ -140,6 +141,11 @@ def metrics(rollouts, policy, samples):
     overall["errors"] = dict(errors)
     overall["awareness_recall"] = (float(np.mean([out[c]["awareness_recall"] for c in cats]))
                                    if policy == "awareness" else None)
+    # accuracy by turn index: share of the rollouts' k-th turns that pass the checker
+    rs = [r for r in rollouts if r.verdict]
+    n_turns = max((len(r.verdict["turns"]) for r in rs), default=0)
+    overall["turn_accuracy"] = [float(np.mean([r.verdict["turns"][k] for r in rs if len(r.verdict["turns"]) > k]))
+                                for k in range(n_turns)]
     out["overall"] = overall
     return out
 
@@ -356,6 +362,9 @@ def main(argv=None):
     for name, res in results.items():
         if res["overall"]["errors"]:
             print(f"{name}: errors {res['overall']['errors']}")
+    for name, res in results.items():
+        print(f"{name}: turns passed by turn index " +
+              " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["overall"]["turn_accuracy"])))
     seeds = seed_groups(results)
     if seeds:
         print("\nmean +- std over seeds (rows named <run>_s<seed>; sample std)")

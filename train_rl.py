@@ -72,6 +72,8 @@ def parse_args(argv=None):
     g.add_argument("--tasks-per-step", type=int, default=None, help="global, split across ranks")
     g.add_argument("--group-size", type=int, default=None, help="rollouts per task (G)")
     g.add_argument("--ppo-epochs", type=int, default=None, help="inner epochs over each batch (mu)")
+    g.add_argument("--minibatches", type=int, default=None,
+                   help="optimizer steps per inner epoch (the batch's sequences dealt round-robin)")
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--clip", type=float, default=0.2)
     g.add_argument("--kl", type=float, default=0.0, help="k3 KL coefficient to the init model (0: off)")
@@ -152,8 +154,8 @@ def main(argv=None):
 
 
 def train(args, stop):
-    check_at_least(args, tasks_per_step=1, group_size=1, ppo_epochs=1, step_tokens=1, eval_every=1, eval_tasks=1,
-                   save_every=1, micro_batch=1, max_steps=0, keep_last=0)
+    check_at_least(args, tasks_per_step=1, group_size=1, ppo_epochs=1, minibatches=1, step_tokens=1, eval_every=1,
+                   eval_tasks=1, save_every=1, micro_batch=1, max_steps=0, keep_last=0)
     rank, world, device = begin_run(args, "tasks_per_step")
     seed_everything(args.seed + rank)
 
@@ -252,18 +254,20 @@ def train(args, stop):
         # per-token advantage; groups whose advantages are all 0 carry no signal and are dropped
         seqs = build_batch(rollouts, advantages, keep_zero=args.kl > 0)
 
-        # ---- 4. clipped policy update: ppo_epochs passes over the batch in micro-batches of
-        # [micro_batch, T] tokens; the loss is summed over tokens and divided by n_tok, the step's
-        # trained tokens on all ranks (token-level normalisation, rl.policy_loss)
+        # ---- 4. clipped policy update: ppo_epochs passes over the batch, each split into
+        # `minibatches` optimizer steps, each run in micro-batches of [micro_batch, T] tokens; the
+        # loss is summed over tokens and divided by n_tok, the optimizer step's trained tokens on all
+        # ranks (token-level normalisation, rl.policy_loss)
         t1 = time.time()
         model.train()
-        n_tok = torch.tensor(float(sum(sum(s[1][1:]) for s in seqs)))
-        if world > 1:
-            dist.all_reduce(n_tok)
         stats_acc = []
-        for epoch in range(args.ppo_epochs):
-            for i in range(0, len(seqs), args.micro_batch):
-                tokens, mask, old, adv = pad(seqs[i:i + args.micro_batch], device)
+        for epoch, part in [(e, p) for e in range(args.ppo_epochs) for p in range(args.minibatches)]:
+            chunk = seqs[part::args.minibatches]  # every rank takes the same number of optimizer steps
+            n_tok = torch.tensor(float(sum(sum(s[1][1:]) for s in chunk)))
+            if world > 1:
+                dist.all_reduce(n_tok)
+            for i in range(0, len(chunk), args.micro_batch):
+                tokens, mask, old, adv = pad(chunk[i:i + args.micro_batch], device)
                 with autocast(device):
                     logits = model(tokens)
                 logp = token_logprobs(logits[:, :-1].float(), tokens[:, 1:])
@@ -304,7 +308,7 @@ def train(args, stop):
              f" | acc {stats['accuracy']:.2f} | steps/task {stats['steps_per_task']:.1f} | "
              f"tok/task {stats['tokens_per_task']:.0f} | zero-adv {stats['zero_adv']:.2f} | kl {stats['kl']:.4f} | "
              f"clip {stats['clip']:.3f} | time sample {t_sample:.1f}s env {loop.env_seconds:.1f}s train {t_train:.1f}s")
-        logger.log(step=step, **stats)
+        logger.log(step=step, **stats, seconds=t_sample + loop.env_seconds + t_train)  # plot: val vs minutes
     cleanup_distributed()
     return metrics
 
