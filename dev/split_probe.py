@@ -1,11 +1,12 @@
-"""Research probe (dev/LOG.md, r7): which half of the test split's hold-out fails a model, the
-held-out values (every 4th value of each pool) or the held-out phrasings (every 3rd template)?
-Writes two test splits drawn exactly like the real one (same seeds), each holding out one half only:
+"""Research probe (dev/LOG.md, r7, r11): which half of a held-out split fails a model, the held-out
+values (every 4th value of each pool) or the words (test: unseen phrasing+frame pairs; unseen: every
+3rd phrasing)? Writes three test files, each holding out one thing only:
 
-    python dev/split_probe.py data/cpu /tmp/probe     # -> /tmp/probe/{values,phrasings}/tasks_test.jsonl
+    python dev/split_probe.py data/cpu /tmp/probe     # -> /tmp/probe/{values,frames,phrasings}/tasks_test.jsonl
     python eval.py --ckpt out/cpu/sft_pag --data-dir /tmp/probe/values --split test
 
-values:    test's held-out values, train's phrasings;  phrasings: test's held-out phrasings, train's values.
+values:    test's held-out values, said as train says things;  frames: test's phrasing+frame pairs,
+train's values;  phrasings: the unseen split's words (held-out phrasings), train's values.
 The tokenizer and format.json are copied from the data folder, so its checkpoints load as they are.
 """
 
@@ -20,16 +21,16 @@ from nanoparl.world import tasks  # noqa: E402
 
 def main(data_dir, out, preset="cpu", n=400, seed=0):
     settings = {k: v for k, v in get_preset(preset)["data"].items() if not k.startswith("n_")}
-    pool, templates = tasks.split_pool, tasks.split_templates
-    train_split = {"values": ("templates", templates), "phrasings": ("pool", pool)}
-    for name, (which, fn) in train_split.items():
+    pool, phrasings = tasks.split_pool, tasks.split_phrasings
+    probes = {"values": ("test", "split_phrasings", phrasings), "frames": ("test", "split_pool", pool),
+              "phrasings": ("unseen", "split_pool", pool)}
+    for name, (split, which, fn) in probes.items():
         # the half that is NOT held out is drawn as for train
-        patched = (lambda f: (lambda items, split: f(items, "train")))(fn)
-        setattr(tasks, "split_templates" if which == "templates" else "split_pool", patched)
+        setattr(tasks, which, (lambda f: (lambda items, split: f(items, "train")))(fn))
         try:
-            made = [tasks.make_task(settings, "test", i, seed) for i in range(n)]
+            made = [tasks.make_task(settings, split, i, seed) for i in range(n)]
         finally:
-            tasks.split_pool, tasks.split_templates = pool, templates
+            tasks.split_pool, tasks.split_phrasings = pool, phrasings
         folder = os.path.join(out, name)
         os.makedirs(folder, exist_ok=True)
         tasks.save_tasks(os.path.join(folder, "tasks_test.jsonl"), made)
