@@ -44,8 +44,8 @@ import torch
 
 from nanoparl.chat import FUNCTION_LISTINGS, awareness_text, split_awareness
 from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
-from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_device, parse_args_with_preset,
-                             run_cli, set_threads)
+from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.common import PRESETS, add_threads_flag, get_device, parse_args_with_preset, run_cli, set_threads
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
@@ -61,7 +61,7 @@ def comma_list(text):
 
 def parse_args(argv=None):
     """The flags, checked here, so that a bad one stops before any file is written."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="sets every (preset: ...) value below (default: gpu with CUDA, else cpu, as the "
@@ -101,16 +101,14 @@ def parse_args(argv=None):
     g.add_argument("--device", default="auto", help="device for --verify-with")
     args = parse_args_with_preset(p, argv, lambda preset, data: ("data", "pag", "tokenizer", "model"))
     # e.g. 0 val tasks: an IndexError after the train data is written
-    check_at_least(args, n_train=1, n_val=1, n_test=1, n_base=0, max_tasks=1, max_turns=1, block_size=1,
-                   verify_max=1, verify_batch=1, augment=0)
-    if args.vocab_size is not None and args.vocab_size < 256 + len(SPECIAL_TOKENS):
-        p.error(f"--vocab-size must be at least {256 + len(SPECIAL_TOKENS)}: the 256 bytes and "
-                f"{len(SPECIAL_TOKENS)} special tokens (got {args.vocab_size})")
+    pos, count = (1, None), (0, None)
+    check_flags(p, args, n_train=pos, n_val=pos, n_test=pos, n_base=count, max_tasks=pos, max_turns=pos,
+                block_size=pos, verify_max=pos, verify_batch=pos, augment=count, mask_p=(0, 1), seed=count,
+                threads=pos, long_output_chars=pos, vocab_size=(256 + len(SPECIAL_TOKENS), None, "the 256 bytes "
+                f"and {len(SPECIAL_TOKENS)} special tokens"), rename=(0, 1))
     unknown = set(args.classes) - set(DOMAINS) | set(args.categories) - set(CATEGORIES)
     if unknown:
         p.error(f"unknown classes/categories: {sorted(unknown)}")
-    if args.mask_p is not None and not 0 <= args.mask_p <= 1:
-        p.error(f"--mask-p must be in [0, 1] (got {args.mask_p})")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file, not a folder")
     if args.verify_with:  # it runs last: a wrong path would otherwise surface after all the work

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summaries, transcript
 from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
-from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_device, get_preset, log0,
+from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0,
                              parse_args_with_preset, run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
@@ -45,7 +46,7 @@ from nanoparl.world.tasks import CATEGORIES, load_tasks
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--ckpt", nargs="*", default=[], help="run directories or model_<step>.safetensors files")
     g.add_argument("--agent", choices=["model", "oracle"], default="model",
@@ -75,7 +76,9 @@ def parse_args(argv=None):
     args = parse_args_with_preset(p, argv, lambda preset, data: ("rl", "eval"))  # step_tokens: as in RL
     # flags that would crash after the work (--samples 0) or silently mean something else
     # (--max-tasks 0 used to mean "all") stop here
-    check_at_least(args, samples=1, max_tasks=1, step_tokens=1, batch_tasks=1, top_k=1, show=0, temperature=0)
+    pos, count = (1, None), (0, None)
+    check_flags(p, args, samples=pos, max_tasks=pos, step_tokens=pos, batch_tasks=pos, top_k=pos, top_p=None,
+                show=count, temperature=count, seed=count, threads=pos)
     if args.top_p is not None and not 0 < args.top_p <= 1:
         p.error(f"--top-p must be in (0, 1] (got {args.top_p})")
     return args

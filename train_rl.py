@@ -39,9 +39,10 @@ import torch.distributed as dist
 
 from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
+from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
-                             check_at_least, cleanup_distributed, log0, parse_args_with_preset, resume_step,
+                             cleanup_distributed, log0, parse_args_with_preset, resume_step,
                              run_cli, seed_everything)
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
@@ -53,7 +54,7 @@ from nanoparl.world.tasks import CATEGORIES, load_tasks
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to train")
     g.add_argument("--algo", choices=["pag-rl", "mt-grpo"], required=True)
     g.add_argument("--init", required=True, help="the SFT run (or checkpoint file) to start from")
@@ -87,7 +88,19 @@ def parse_args(argv=None):
     g.add_argument("--save-every", type=int, default=None)
     g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--dump-episodes", type=int, default=2, help="decoded episodes written per eval")
-    return parse_args_with_preset(p, argv, lambda preset, data: ("rl",))
+    args = parse_args_with_preset(p, argv, lambda preset, data: ("rl",))
+    pos, count = (1, None), (0, None)
+    # GRPO's advantage is a reward minus the mean of its group: a group of one rollout, or of identical
+    # (greedy) rollouts, has advantage 0 everywhere, and the run learns nothing
+    alone = "a group of one has advantage 0 (its reward minus its own mean), so nothing to learn"
+    check_flags(p, args, seed=count, threads=pos, max_steps=count, tasks_per_step=pos, ppo_epochs=pos, lr=count,
+                group_size=(2, None, alone), clip=count, kl=count, lam=None, temperature=count, step_tokens=pos,
+                micro_batch=pos, eval_every=pos, eval_tasks=pos, save_every=pos, keep_last=count,
+                dump_episodes=count, **{f"w_{name}": count for name in DEFAULT_WEIGHTS})
+    if args.temperature == 0:
+        raise SystemExit("error: --temperature must be above 0: greedy rollouts of one task are identical, so "
+                         "every group has advantage 0 and the run learns nothing")
+    return args
 
 
 def step_tasks(tasks, n, step, seed):
@@ -152,8 +165,6 @@ def main(argv=None):
 
 
 def train(args, stop):
-    check_at_least(args, tasks_per_step=1, group_size=1, ppo_epochs=1, step_tokens=1, eval_every=1, eval_tasks=1,
-                   save_every=1, micro_batch=1, max_steps=0, keep_last=0)
     rank, world, device = begin_run(args, "tasks_per_step")
     seed_everything(args.seed + rank)
 

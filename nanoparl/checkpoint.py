@@ -16,7 +16,6 @@ file and raises a CheckpointError that names the file and the OS reason.
     python -m nanoparl.checkpoint export out/cpu/parl_mt hf/parl_mt   # -> a transformers folder
 """
 
-import argparse
 import glob
 import io
 import json
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save as safetensors_bytes
 
+from nanoparl.cli import ArgumentParser
 from nanoparl.model import GPT, GPTConfig
 
 
@@ -367,7 +367,7 @@ def export_hf(ckpt_path, out_dir):
 
 def main(argv=None):
     """python -m nanoparl.checkpoint export CKPT OUT_DIR"""
-    p = argparse.ArgumentParser(prog="python -m nanoparl.checkpoint", description="Checkpoint tools.")
+    p = ArgumentParser(prog="python -m nanoparl.checkpoint", description="Checkpoint tools.")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="write a Hugging Face transformers folder (LlamaForCausalLM, or "
                                       "Qwen3ForCausalLM with qk_norm): config.json, model.safetensors, tokenizer.json")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from nanoparl.cli import ArgumentParser
 from nanoparl.checkpoint import CheckpointError, prepare_run_dir, resume_training
 
 # ----------------------------------------------------------------------------
@@ -113,7 +114,7 @@ def parse_args_with_preset(parser, argv, sections):
     setting, a flag overrides it, `--help` shows the value the run will use, and a script reads
     every setting from args. --preset (and --data, which picks train_sft.py's section) are read
     first; sections(preset_name, data) names the preset sections that feed this parser."""
-    early = argparse.ArgumentParser(add_help=False)
+    early = ArgumentParser(add_help=False)
     early.add_argument("--preset", default=default_preset())
     early.add_argument("--data")
     known, _ = early.parse_known_args(argv)
@@ -251,16 +252,6 @@ def is_rank0():
 def cleanup_distributed():
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def check_at_least(args, **lows):
-    """Flags that would fail deep inside a run, or never stop, end here in one line: --eval-every 0
-    is a ZeroDivisionError at step 0, --max-steps -1 a loop that never reaches its last step,
-    --samples 0 a crash after all the rollouts. An unset flag (None) passes."""
-    for key, low in lows.items():
-        value = getattr(args, key)
-        if value is not None and value < low:
-            raise SystemExit(f"error: --{key.replace('_', '-')} must be at least {low} (got {value})")
 
 
 def begin_run(args, split_flag):
