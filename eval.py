@@ -37,6 +37,7 @@ from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summaries, transcri
 from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.files import write_file
 from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0,
                              parse_args_with_preset, run_cli, seed_everything, set_threads)
 from nanoparl.model import GPT, GPTConfig
@@ -366,12 +367,9 @@ def main(argv=None):
             print(f"{base:{w}s} {a[2]:5d} {a[0]:7.3f} +- {a[1]:.3f} {st[0]:6.2f} +- {st[1]:4.2f} "
                   f"{c[0]:5.0f} +- {c[1]:3.0f} {e[0]:6.3f} +- {e[1]:.3f}")
     if args.out:
-        tmp = f"{args.out}.tmp"
-        with open(tmp, "w") as f:
-            groups = {base: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in m.items()}
-                      for base, m in seeds.items()}
-            json.dump({**results, "seed_groups": groups} if groups else results, f, indent=2)
-        os.replace(tmp, args.out)
+        groups = {base: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in m.items()}
+                  for base, m in seeds.items()}
+        write_file(args.out, json.dumps({**results, "seed_groups": groups} if groups else results, indent=2))
     return results
 
 

@@ -40,6 +40,7 @@ import torch.distributed as dist
 from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
 from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.files import write_file
 from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
                              cleanup_distributed, log0, parse_args_with_preset, resume_step,
@@ -210,9 +211,8 @@ def train(args, stop):
         res = {c: float(np.mean([r.verdict["passed"] for r in rollouts if r.task["category"] == c]))
                for c in CATEGORIES if any(r.task["category"] == c for r in rollouts)}
         res["overall"] = float(np.mean(list(res.values())))  # unweighted over categories, as eval.py
-        with open(os.path.join(args.out, f"episodes_{step}.txt"), "w") as f:
-            for r in rollouts[:args.dump_episodes]:
-                f.write(transcript(r) + "\n")
+        write_file(os.path.join(args.out, f"episodes_{step}.txt"),
+                   "".join(transcript(r) + "\n" for r in rollouts[:args.dump_episodes]))
         probe = evaluate(model, probe_samples, tok, device, 16) if probe_samples else {}
         if probe:
             log0(f"step {step} | copy probe | {probe_line(probe)}")

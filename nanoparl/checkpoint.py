@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save as safetensors_bytes
 
 from nanoparl.cli import ArgumentParser
+from nanoparl.files import read_text, write_file
 from nanoparl.model import GPT, GPTConfig
 
 
@@ -40,22 +41,13 @@ class CheckpointError(RuntimeError):
 # Atomic writes
 
 def _atomic(path, data):
-    """Write bytes to path via a temp file and a rename. Serialising in memory first (not by
+    """Write bytes to path atomically (files.write_file). Serialising in memory first (not by
     torch.save or safetensors writing the file themselves) means a full disk surfaces here as the
     OS's own error (ENOSPC, "No space left on device"), not as a library's "unexpected pos"."""
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are durable before the rename makes them visible
-        os.replace(tmp, path)
-    except BaseException as e:  # also KeyboardInterrupt: never leave a half-written temp file behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from e
-        raise
+        write_file(path, data)
+    except OSError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def _json_bytes(obj):

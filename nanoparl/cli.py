@@ -10,7 +10,7 @@ class ArgumentParser(argparse.ArgumentParser):
     usage block of 9 to 17 lines before it. --help prints as argparse does."""
 
     def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
+        self.exit(2, f"error: {message}\n")
 
 
 def check_flags(parser, args, **ranges):

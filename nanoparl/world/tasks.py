@@ -29,6 +29,7 @@ import random
 from collections import Counter
 
 from nanoparl.env import ToolEnv, format_call, parse_ground_truth
+from nanoparl.files import write_jsonl
 from nanoparl.world.registry import DOMAINS, FUNCTION_CLASS, READ_ONLY
 
 CATEGORIES = ("base", "miss_param", "miss_func", "long_context")
@@ -266,9 +267,7 @@ def class_counts(tasks):
 # JSONL files
 
 def save_tasks(path, tasks):
-    with open(path, "w") as f:
-        for task in tasks:
-            f.write(json.dumps(task) + "\n")
+    write_jsonl(path, tasks)
 
 
 def load_tasks(path):
