@@ -222,7 +222,7 @@ def train(args, stop):
     def checkpoint():  # -> the path of the weights written
         if rank == 0:
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
-                            train_state=training_state(opt, step))
+                            train_state=training_state(opt, step, log_rows))
         if world > 1:
             dist.barrier()
         return os.path.join(args.out, f"model_{step}.safetensors")
@@ -230,6 +230,7 @@ def train(args, stop):
     metrics = {}
     while True:
         last_step = step >= args.max_steps
+        log_rows = logger.rows  # the log as this step begins (training_state)
         if not last_step:  # between two optimizer steps: a consistent state to save
             stop.save_and_exit_if_requested(checkpoint, step)
         if rank == 0 and (step % args.eval_every == 0 or last_step):

@@ -180,7 +180,7 @@ def train(args, stop):
             stop_diverged("the weights are not finite")
         if rank == 0:
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics),
-                            train_state=training_state(opt, step), keep_last=args.keep_last)
+                            train_state=training_state(opt, step, log_rows), keep_last=args.keep_last)
         if world > 1:
             dist.barrier()
         return os.path.join(args.out, f"model_{step}.safetensors")
@@ -189,6 +189,7 @@ def train(args, stop):
     local_bs = args.batch_size // world
     while True:
         last_step = step >= args.max_steps
+        log_rows = logger.rows if logger else None  # the log as this step begins (training_state)
         if not last_step:  # between two optimizer steps: a consistent state to save
             stop.save_and_exit_if_requested(lambda: checkpoint(metrics), step)
         if step % args.eval_every == 0 or last_step:

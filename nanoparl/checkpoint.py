@@ -155,12 +155,14 @@ def resolve(path, step=None):
 def load_meta(run_dir, step):
     path = os.path.join(run_dir, f"meta_{step}.json")
     try:
-        with open(path) as f:
-            return json.load(f)
+        meta = json.loads(read_text(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing checkpoint metadata") from None
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not even text
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt (not a JSON object)")
+    return meta
 
 
 def tokenizer_path(run_dir, meta, meta_path):
@@ -224,27 +226,30 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False, remove=True):
     """Create run_dir; refuse one that holds checkpoints unless --resume or --overwrite says what to
     do with them. Otherwise a new run's checkpoints would be ranked against the old ones by step,
     keep_last would delete the new ones, and eval / --init would pick up the old weights.
-    --overwrite deletes the old run's files (remove=False: only check, for ranks other than 0)."""
+    --overwrite deletes the old run's files (remove=False: only check, for ranks other than 0), and so
+    does a folder without checkpoints (the log of a run that saved nothing)."""
     old = [f for f in os.listdir(run_dir) if RUN_FILES.fullmatch(f)] if os.path.isdir(run_dir) else []
     has_checkpoints = any(f.startswith(("meta_", "model_", "train_")) for f in old)
     if has_checkpoints and not resume and not overwrite:
         raise CheckpointError(f"{run_dir} already holds checkpoints (steps {list_steps(run_dir)}): pass --resume "
                               f"to continue that run, or --overwrite to delete them and start over")
-    if overwrite and remove:
+    if (overwrite or not has_checkpoints) and remove:
         for f in old:
             os.remove(os.path.join(run_dir, f))
     os.makedirs(run_dir, exist_ok=True)
 
 
-def training_state(optimizer, step):
-    """What a training run needs to continue exactly: optimizer, RNG states, step."""
+def training_state(optimizer, step, log_rows=None):
+    """What a training run needs to continue exactly: optimizer, RNG states, step, and the rows of
+    log.jsonl when this step began (resume cuts the log back to them, as the resumed run redoes the rest)."""
     return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(), "step": step}
+            "numpy_rng": np.random.get_state(), "step": step, "log_rows": log_rows}
 
 
 def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
     """Load the newest intact checkpoint of run_dir into model and optimizer and restore the RNG
-    states. -> the step to continue from (0 when run_dir holds no checkpoint yet).
+    states. -> (the step to continue from, the rows log.jsonl held when that step began); (0, 0)
+    when run_dir holds no checkpoint yet (weights without a meta file cannot be resumed).
 
     A newest checkpoint that cannot be loaded (truncated, corrupt, non-finite) is skipped for the one
     before it, saying which and why; the skipped meta files are renamed to meta_<step>.json.corrupt
@@ -252,13 +257,21 @@ def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
     another model config is an error, not corruption: resume with the flags of the run."""
     steps = list_steps(run_dir) if os.path.isdir(run_dir) else []
     if not steps:
-        return 0
+        orphans = sorted(os.path.basename(f) for pattern in ("model_*", "train_*")
+                         for f in glob.glob(os.path.join(run_dir, pattern)))
+        if orphans:  # weights without a meta file: a step that never completed, or a meta file lost
+            raise CheckpointError(f"{run_dir} holds {', '.join(orphans[:3])} but no meta_<step>.json (written last, "
+                                  f"when a step is complete): nothing to resume; --overwrite to start over")
+        return 0, 0
     bad = []
     for step in reversed(steps):
         try:
             meta = load_meta(run_dir, step)
         except CheckpointError as e:
             bad.append((step, e))
+            continue
+        if not isinstance(meta.get("config"), dict):
+            bad.append((step, CheckpointError(f"{run_dir}/meta_{step}.json: no model config in it")))
             continue
         if meta.get("config") != model.config.to_dict():
             raise CheckpointError(f"{run_dir}/meta_{step}.json was saved with another model config "
@@ -286,7 +299,7 @@ def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     log(f"resumed from {run_dir} step {state['step']}")
-    return state["step"]
+    return state["step"], state.get("log_rows")
 
 
 def load_train_state(run_dir, step):
@@ -312,6 +325,8 @@ def export_hf(ckpt_path, out_dir):
     """
     model, meta = load_checkpoint(ckpt_path)
     c = model.config
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise CheckpointError(f"cannot export to {out_dir}: it exists and is not a folder")
     os.makedirs(out_dir, exist_ok=True)
     tensors = {}
     for name, t in model.state_dict().items():
@@ -324,8 +339,8 @@ def export_hf(ckpt_path, out_dir):
     bos = eos = None
     if meta.get("tokenizer"):  # load_checkpoint found it (or raised)
         copy_tokenizer(out_dir, meta["tokenizer"], replace=True)
-        with open(meta["tokenizer"]) as f:
-            added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
+        tokens = json.loads(read_text(meta["tokenizer"])).get("added_tokens", [])
+        added = {t["content"]: t["id"] for t in tokens}
         bos, eos = added.get("<|bos|>"), added.get("<|end|>")
     hf_config = {
         "architectures": ["Qwen3ForCausalLM" if c.qk_norm else "LlamaForCausalLM"],
@@ -370,7 +385,7 @@ def main(argv=None):
     try:
         run_dir, step = resolve(args.ckpt, args.step)
         out = export_hf(os.path.join(run_dir, f"model_{step}.safetensors"), args.out_dir)
-    except (CheckpointError, OSError) as err:
+    except (CheckpointError, OSError, ValueError) as err:
         sys.exit(f"error: {err}")
     print(f"exported {run_dir} step {step} to {out}: {', '.join(sorted(os.listdir(out)))}")
     return out

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from nanoparl.cli import ArgumentParser
+from nanoparl.files import keep_lines, read_text
 from nanoparl.checkpoint import CheckpointError, prepare_run_dir, resume_training
 
 # ----------------------------------------------------------------------------
@@ -273,14 +274,19 @@ def begin_run(args, split_flag):
 def resume_step(args, model, optimizer, rank):
     """The step a training run starts from: 0, or with --resume the step of the newest intact
     checkpoint in --out, loaded into model and optimizer (checkpoint.resume_training). None when
-    that run is already at --max-steps: nothing to train, its checkpoints are left as they are."""
+    that run is already at --max-steps: nothing to train, its checkpoints are left as they are.
+    Otherwise log.jsonl is cut back to its rows when that step began: the resumed run logs the rest
+    again, so its log equals an uninterrupted run's (checkpoints from before this record: kept whole)."""
     if not args.resume:
         return 0
-    step = resume_training(args.out, model, optimizer, log=log0, set_aside=rank == 0)
+    step, log_rows = resume_training(args.out, model, optimizer, log=log0, set_aside=rank == 0)
     if step >= args.max_steps:
         log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
              f"(its checkpoints are left as they are)")
         return None
+    log_path = os.path.join(args.out, "log.jsonl")
+    if rank == 0 and log_rows is not None and os.path.exists(log_path):
+        keep_lines(log_path, log_rows)
     return step
 
 
@@ -356,10 +362,12 @@ def log0(*args, **kwargs):
 
 
 class JsonlLogger:
-    """Appends one JSON object per call to a file (rank 0 only); handy for plots."""
+    """Appends one JSON object per call to a file (rank 0 only); handy for plots. rows counts the
+    file's rows (a checkpoint records it: resume cuts the log back to the rows of the saved step)."""
 
     def __init__(self, path):
         self.path = path
+        self.rows = read_text(path).count("\n") if os.path.exists(path) else 0
 
     def log(self, **record):
         if not is_rank0():
@@ -367,3 +375,4 @@ class JsonlLogger:
         record.setdefault("time", time.time())
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self.rows += 1

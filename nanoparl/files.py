@@ -42,6 +42,11 @@ def write_jsonl(path, rows):
             f.write(json.dumps(row) + "\n")
 
 
+def keep_lines(path, n):
+    """Cut a text file back to its first n lines, atomically."""
+    write_file(path, "".join(read_text(path).splitlines(keepends=True)[:n]))
+
+
 def read_text(path):
     """The text of a UTF-8 file; random bytes are a ValueError that names the file (Python's own
     UnicodeDecodeError names only the codec and a byte offset)."""
