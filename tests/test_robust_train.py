@@ -330,15 +330,6 @@ def test_rl_init_without_a_tokenizer_is_one_line(tmp_path):
                        "--data-dir", str(tmp_path), "--out", str(tmp_path / "rl")])
 
 
-def test_a_diverged_run_says_which_checkpoint_is_left(data_dir, tmp_path, capsys):
-    blow_up = ["--max-steps", "5", "--lr", "1e30", "--muon-lr", "1e30"]
-    with pytest.raises(SystemExit, match=r"^error: step \d: the loss is nan: stopping; no checkpoint was saved$"):
-        sft(data_dir, tmp_path / "a", *blow_up, "--save-every", "100")
-    with pytest.raises(SystemExit, match=r"^error: step 2: .*: stopping; the last good checkpoint \(step 1\) in .*a2"):
-        sft(data_dir, tmp_path / "a2", *blow_up, "--save-every", "1")
-    assert "exact awareness - call" in capsys.readouterr().out  # plain data has no awareness: "-", not -1.000
-
-
 # ----------------------------------------------------------------------------
 # resume: what it refuses, and a log that equals the uninterrupted run's
 

@@ -115,13 +115,16 @@ def test_micro_batches_accumulate_to_the_full_batch(data_dir, tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run(data_dir, tmp_path / "nan", "--max-steps", "30", "--batch-size", "4", "--lr", "1e30",
             "--warmup-steps", "1", "--save-every", "1", "--eval-every", "1000", "--grad-clip", "0")
     assert str(e.value.code).startswith("error: step ") and "the last good checkpoint (step" in e.value.code
     model, meta = load_checkpoint(str(tmp_path / "nan"))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(SystemExit, match=r"^error: step \d+: the loss is nan: stopping; no checkpoint was saved$"):
+        run(data_dir, tmp_path / "none", "--max-steps", "5", "--lr", "1e30", "--muon-lr", "1e30", "--save-every", "100")
+    assert "exact awareness - call" in capsys.readouterr().out  # plain data has no awareness: "-", not -1.000
 
 
 def test_ddp_two_ranks_equal_one_process(data_dir, tmp_path):
