@@ -293,19 +293,18 @@ def load_runs(args):
     (the oracle's too)."""
     runs = []
     try:
-        default_listing = data_listing(args.data_dir)
         if args.agent == "oracle":
             tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
             # the oracle's texts are forced; a random model of the preset only carries the KV cache
             model = GPT(GPTConfig(**dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size)))
-            runs.append(("oracle", model, tok, args.policy or "history", default_listing, "oracle"))
+            runs.append(("oracle", model, tok, args.policy or "history", data_listing(args.data_dir), "oracle"))
         for name, path in zip(row_names(args.ckpt, taken=[r[0] for r in runs]), args.ckpt):
             model, meta = load_checkpoint(path)
             if not meta.get("tokenizer"):
                 raise SystemExit(f"error: --ckpt {path}: its metadata names no tokenizer")
             tok = Tokenizer.load(meta["tokenizer"])
             runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
-                         listing_of(meta["format"]) if "format" in meta else default_listing, "model"))
+                         listing_of(meta["format"]) if "format" in meta else data_listing(args.data_dir), "model"))
     except (CheckpointError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     return runs

@@ -120,6 +120,7 @@ def train(args, stop):
 
     tok_path = os.path.join(args.data_dir, "tokenizer.json")
     tok = Tokenizer.load(tok_path)
+    listing = data_listing(args.data_dir)  # how the data listed functions: recorded in every checkpoint
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, tok_path)
     model_cfg = dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size, qk_norm=bool(args.qk_norm),
@@ -152,7 +153,6 @@ def train(args, stop):
         return {}
 
     ddp = DDP(model) if world > 1 else model
-    listing = data_listing(args.data_dir)  # how the data listed functions
     meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
             "format": {"functions": listing}, "data": args.data, "preset": args.preset,
             "kind": "base" if args.data == "base" else "sft"}

@@ -7,6 +7,7 @@ import json
 import os
 import re
 
+from nanoparl.files import read_text
 from nanoparl.world.registry import FUNCTION_DOCS, function_names
 
 SYSTEM_HEADER = ("You call functions to do what the user asks. Write a call list like "
@@ -42,15 +43,18 @@ def listing_of(fmt):
 
 
 def data_listing(data_dir):
-    """The listing a data folder was written with (its format.json, read by listing_of)."""
+    """The listing a data folder was written with: its format.json, {"functions": <a listing>},
+    required (without it a run would train on one system prompt and record another)."""
     path = os.path.join(data_dir, "format.json")
     if not os.path.exists(path):
-        return listing_of(None)
+        raise ValueError(f"no {path}: it says how the data lists functions (data_gen.py writes it)")
     try:
-        with open(path) as f:
-            return listing_of(json.load(f))
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        listing = json.loads(read_text(path)).get("functions")
+    except (ValueError, AttributeError) as e:  # AttributeError: JSON, but not an object
+        raise ValueError(f"{path}: not a JSON object ({e})") from None
+    if listing not in FUNCTION_LISTINGS:
+        raise ValueError(f"{path}: \"functions\" is {listing!r}; expected one of {list(FUNCTION_LISTINGS)}")
+    return listing
 
 
 def signature_line(task, name, listing="descriptions"):

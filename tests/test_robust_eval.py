@@ -97,15 +97,20 @@ def test_bad_eval_input_stops_before_any_rollout(data, extra, message, monkeypat
 
 
 def test_a_data_folders_listing_is_read_or_its_file_named(data, tmp_path, capsys):
-    assert data_listing(str(tmp_path)) == "descriptions"  # no format.json: the default
+    # required: without it, training rendered one system prompt and recorded another in its checkpoint
+    with pytest.raises(ValueError, match=r"no \S+/format.json: it says how the data lists functions"):
+        data_listing(str(tmp_path))
     (tmp_path / "format.json").write_text('{"functions": "names"}')
     assert data_listing(str(tmp_path)) == "names"
-    (tmp_path / "format.json").write_text('{"functions": ')
-    with pytest.raises(ValueError, match="format.json: not valid JSON"):
-        data_listing(str(tmp_path))
-    (tmp_path / "tasks_test.jsonl").write_text(open(os.path.join(data, "tasks_test.jsonl")).read())
+    for text, message in (('{"functions": ', "format.json: not a JSON object"), ("[1]", "format.json: not a JSON object"),
+                          ('{"functions": "emoji"}', "format.json: \"functions\" is 'emoji'; expected one of")):
+        (tmp_path / "format.json").write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            data_listing(str(tmp_path))
+    for name in ("tasks_test.jsonl", "tokenizer.json"):
+        shutil.copy(os.path.join(data, name), tmp_path)
     message = refused(lambda: evaluation.main(eval_args(str(tmp_path), "--agent", "oracle")), capsys)
-    assert "format.json: not valid JSON" in message
+    assert "format.json: \"functions\" is 'emoji'" in message
 
 
 def test_empty_task_file_and_a_run_given_twice(data, tmp_path, monkeypatch, capsys):

@@ -35,6 +35,7 @@ def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("robust_data")
     convs = [conversation(i) for i in range(40)]
     Tokenizer.train([m["content"] for c in convs for m in c], vocab_size=300).save(str(d / "tokenizer.json"))
+    (d / "format.json").write_text('{"functions": "signatures"}')
     for name, part in {"sft_plain_train": convs[:32], "sft_plain_val": convs[32:]}.items():
         with open(d / f"{name}.jsonl", "w") as f:
             f.writelines(json.dumps({"messages": c}) + "\n" for c in part)

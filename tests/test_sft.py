@@ -3,6 +3,7 @@ stage (loss on every token, --init chains it into SFT); the copy probe."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 
 import train_sft
 from nanoparl.checkpoint import load_checkpoint
+from nanoparl.common import run_cli
 from nanoparl.probe import evaluate
 from nanoparl.sft_data import collate, load_samples
 from nanoparl.tokenizer import Tokenizer
@@ -40,6 +42,7 @@ def data_dir(tmp_path_factory):
     convs = [conversation(i) for i in range(40)]
     texts = [m["content"] for c in convs for m in c]
     Tokenizer.train(texts, vocab_size=300).save(str(d / "tokenizer.json"))
+    (d / "format.json").write_text('{"functions": "signatures"}')
     files = {"sft_plain_train": convs[:32], "sft_plain_val": convs[32:], "base_train": convs[:32],
              "sft_pag_train": convs[:32], "sft_pag_val": convs[32:]}
     for name, part in files.items():
@@ -205,3 +208,20 @@ def test_message_runs_are_the_assistant_messages():
     from nanoparl.probe import message_runs
     assert message_runs([0, 1, 1, 0, 0, 1, 0, 1]) == [(1, 3), (5, 6), (7, 8)]
     assert message_runs([]) == [] and message_runs([0, 0]) == []
+
+
+def test_sft_data_must_name_its_format_and_be_text(data_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(data_dir, bad)
+    cases = ((None, r"no \S+/format.json"), ('{"functions": "emoji"}', r"\S+/format.json: \"functions\" is 'emoji'"))
+    for fmt, message in cases:
+        if fmt is None:
+            os.remove(bad / "format.json")
+        else:
+            (bad / "format.json").write_text(fmt)
+        with pytest.raises(SystemExit, match=f"^error: {message}"):
+            run_cli(lambda: run(str(bad), tmp_path / "a"))
+    shutil.copy(os.path.join(data_dir, "format.json"), bad)
+    (bad / "sft_plain_train.jsonl").write_bytes(os.urandom(100) + b"\xff")
+    with pytest.raises(SystemExit, match=r"^error: \S+/sft_plain_train.jsonl: not UTF-8 text"):
+        run_cli(lambda: run(str(bad), tmp_path / "b"))
