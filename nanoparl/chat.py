@@ -26,7 +26,7 @@ def available_functions(task, k):
 
 # How the system prompt lists each available function (the `listing` argument below). data_gen.py
 # saves it as format.json, {"functions": listing}; train_sft.py copies that into checkpoints as
-# meta["format"]; listing_of() reads either back:
+# meta["format"]; data_listing() reads the first, listing_of() the second:
 #   "descriptions"  signature and a one-line description (the gpu preset);
 #   "signatures"    the bare signature, e.g. get_ticket(ticket_id);
 #   "names"         the name only (the cpu preset): a 1M-parameter model learns the argument names
@@ -36,8 +36,8 @@ FUNCTION_LISTINGS = ("names", "signatures", "descriptions")
 
 
 def listing_of(fmt):
-    """A saved format (format.json, a checkpoint's meta["format"]) -> its listing. No file means
-    "descriptions"; files from before the `functions` key said {"descriptions": true|false}."""
+    """A checkpoint's meta["format"] -> its listing. None (an older checkpoint) means "descriptions";
+    formats from before the `functions` key said {"descriptions": true|false}."""
     fmt = fmt or {}
     return fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
 
