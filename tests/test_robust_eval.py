@@ -271,3 +271,11 @@ def test_data_gen_full_disk_or_ctrl_c_leaves_the_old_data_whole(data, tmp_path, 
                        capsys).strip() == "130 interrupted"
     assert folder_bytes(out) == before
     assert data_gen.data_files(str(tmp_path / "new")) == []  # no data, so a rerun needs no --overwrite
+
+
+def test_the_oracle_row_and_checkpoint_rows_share_one_table(data, tmp_path, capsys):
+    run = tiny_checkpoint(data, tmp_path / "sft_pag")
+    results = evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", run))
+    assert list(results) == ["oracle", "sft_pag"] and results["oracle"]["overall"]["accuracy"] == 1.0
+    table = capsys.readouterr().out.split("split, 4 tasks")[1].splitlines()
+    assert [line.split()[:2] for line in table[2:4]] == [["oracle", "history"], ["sft_pag", "awareness"]]
