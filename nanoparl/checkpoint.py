@@ -233,8 +233,9 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False, remove=True):
     if has_checkpoints and not resume and not overwrite:
         raise CheckpointError(f"{run_dir} already holds checkpoints (steps {list_steps(run_dir)}): pass --resume "
                               f"to continue that run, or --overwrite to delete them and start over")
-    if (overwrite or not has_checkpoints) and remove:
-        for f in old:
+    if overwrite or not has_checkpoints:  # no checkpoints: only the log of a run that saved nothing goes
+        stale = old if overwrite else [f for f in old if f == "log.jsonl" or f.startswith("episodes_")]
+        for f in stale if remove else []:
             os.remove(os.path.join(run_dir, f))
     os.makedirs(run_dir, exist_ok=True)
 
