@@ -303,8 +303,8 @@ def load_runs(args):
             if not meta.get("tokenizer"):
                 raise SystemExit(f"error: --ckpt {path}: its metadata names no tokenizer")
             tok = Tokenizer.load(meta["tokenizer"])
-            runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
-                         listing_of(meta["format"]) if "format" in meta else data_listing(args.data_dir), "model"))
+            listing = listing_of(meta["format"], path) if "format" in meta else data_listing(args.data_dir)
+            runs.append((name, model, tok, args.policy or meta.get("policy", "history"), listing, "model"))
     except (CheckpointError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     return runs

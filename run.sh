@@ -32,6 +32,7 @@ for arg in "$@"; do
     *) echo "error: unknown argument: $arg (only --full)" >&2; exit 2 ;;
   esac
 done
+if ! [[ "${SEEDS:-1}" =~ ^[1-9][0-9]*$ ]]; then echo "error: SEEDS=$SEEDS must be a positive integer" >&2; exit 2; fi
 # every `python` below is $PYTHON: the active venv's interpreter, else python3 (not whatever `python`
 # PATH holds first), so that run.sh works without activating a venv
 if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=${PYTHON:-$VIRTUAL_ENV/bin/python}; else PYTHON=${PYTHON:-python3}; fi

@@ -177,7 +177,7 @@ def train(args, stop):
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, init_meta["tokenizer"])
     policy = args.policy or init_meta.get("policy", "history")
-    listing = listing_of(init_meta.get("format"))
+    listing = listing_of(init_meta.get("format"), args.init)
     ref = copy.deepcopy(model).eval() if args.kl > 0 else None
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
     val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:args.eval_tasks]

@@ -35,11 +35,16 @@ def available_functions(task, k):
 FUNCTION_LISTINGS = ("names", "signatures", "descriptions")
 
 
-def listing_of(fmt):
+def listing_of(fmt, ckpt="a checkpoint"):
     """A checkpoint's meta["format"] -> its listing. None (an older checkpoint) means "descriptions";
-    formats from before the `functions` key said {"descriptions": true|false}."""
+    formats from before the `functions` key said {"descriptions": true|false}. Another listing is a
+    ValueError naming ckpt, before any rollout would fail on it."""
     fmt = fmt or {}
-    return fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+    listing = fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+    if listing not in FUNCTION_LISTINGS:
+        raise ValueError(f"{ckpt}: its format lists functions as {listing!r}; "
+                         f"expected one of {list(FUNCTION_LISTINGS)}")
+    return listing
 
 
 def data_listing(data_dir):

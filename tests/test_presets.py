@@ -75,6 +75,8 @@ def test_run_sh_errors_are_one_line_on_stderr():
     assert r.returncode == 1 and r.stderr.strip() == "error: unknown PRESET=nope; choose one of ['cpu', 'gpu', 'micro']"
     r = run_sh("--bogus")
     assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: unknown argument: --bogus (only --full)\n")
+    r = run_sh(SEEDS="0")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: SEEDS=0 must be a positive integer\n")
     r = run_sh(PRESET="micro", PYTHON=os.path.join(root, "no", "python"))
     assert r.returncode == 1 and r.stderr.startswith("error: PYTHON=") and r.stderr.count("\n") == 1, r.stderr
 

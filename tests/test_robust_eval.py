@@ -279,3 +279,16 @@ def test_the_oracle_row_and_checkpoint_rows_share_one_table(data, tmp_path, caps
     assert list(results) == ["oracle", "sft_pag"] and results["oracle"]["overall"]["accuracy"] == 1.0
     table = capsys.readouterr().out.split("split, 4 tasks")[1].splitlines()
     assert [line.split()[:2] for line in table[2:4]] == [["oracle", "history"], ["sft_pag", "awareness"]]
+
+
+def test_a_checkpoint_with_an_unknown_listing_is_refused_before_any_rollout(data, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    tiny_checkpoint(data, run)
+    meta = json.load(open(run / "meta_0.json"))
+    (run / "meta_0.json").write_text(json.dumps(dict(meta, format={"functions": "emoji"})))
+
+    def rollouts_ran(*a, **kw):
+        raise AssertionError("rollouts ran before the input was checked")
+    monkeypatch.setattr(evaluation.AgentLoop, "run", rollouts_ran)
+    message = refused(lambda: evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", str(run))), capsys)
+    assert f"error: {run}: its format lists functions as 'emoji'; expected one of" in message
