@@ -54,8 +54,8 @@ from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
 from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.common import PRESETS, add_threads_flag, get_device, parse_args_with_preset, run_cli, set_threads
 from nanoparl.engine import Engine
-from nanoparl.files import read_text, write_file, write_jsonl
 from nanoparl.env import ParseError, parse_calls
+from nanoparl.files import read_text, write_file, write_jsonl
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
 from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.world.registry import DOMAINS
@@ -128,10 +128,7 @@ def parse_args(argv=None):
             resolve(args.verify_with)
         except CheckpointError as e:
             p.error(f"--verify-with: {e}")
-        try:
-            get_device(args.device)
-        except RuntimeError as e:
-            p.error(f"--device {args.device}: {e}")
+        get_device(args.device)
     return args
 
 

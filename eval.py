@@ -37,9 +37,9 @@ from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summaries, transcri
 from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
 from nanoparl.cli import ArgumentParser, check_flags
-from nanoparl.files import write_file
 from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0,
                              parse_args_with_preset, run_cli, seed_everything, set_threads)
+from nanoparl.files import write_file
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
 from nanoparl.tokenizer import Tokenizer
@@ -314,10 +314,7 @@ def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
     seed_everything(args.seed)
-    try:
-        device = get_device(args.device)
-    except RuntimeError as e:
-        raise SystemExit(f"error: --device {args.device}: {e}")
+    device = get_device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"error: --device {args.device}: this machine has no CUDA")
     if args.agent == "model" and not args.ckpt:

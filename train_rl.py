@@ -39,12 +39,12 @@ import torch.distributed as dist
 
 from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
-from nanoparl.cli import ArgumentParser, check_flags
-from nanoparl.files import write_file
 from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
+from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
                              cleanup_distributed, log0, parse_args_with_preset, resume_step,
                              run_cli, seed_everything)
+from nanoparl.files import write_file
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,

@@ -44,8 +44,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nanoparl.chat import data_listing
-from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.checkpoint import copy_tokenizer, list_steps, load_checkpoint, save_checkpoint, training_state
+from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
                              cleanup_distributed, get_preset, log0, parse_args_with_preset,
                              resume_step, run_cli, seed_everything)

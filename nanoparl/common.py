@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from nanoparl.checkpoint import CheckpointError, prepare_run_dir, resume_training
 from nanoparl.cli import ArgumentParser
 from nanoparl.files import keep_lines, read_text
-from nanoparl.checkpoint import CheckpointError, prepare_run_dir, resume_training
 
 # ----------------------------------------------------------------------------
 # Presets: one dict per preset, one section per stage. Later stages add their sections here.
@@ -197,9 +197,12 @@ def set_threads(n):
 # Device and precision
 
 def get_device(name="auto"):
-    """cuda > mps > cpu, unless a device is named explicitly."""
+    """cuda > mps > cpu, unless a device is named explicitly (a name torch does not know: one line)."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            return torch.device(name)
+        except RuntimeError as e:
+            raise SystemExit(f"error: --device {name}: {e}") from None
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -228,10 +231,7 @@ def init_distributed(device_name="auto"):
 
     Under torchrun each rank takes the GPU of its LOCAL_RANK and talks NCCL; with --device cpu (or
     no GPU) the ranks talk gloo, which is how the tests run two ranks on a machine with one GPU."""
-    try:
-        device = get_device(device_name)
-    except RuntimeError as e:
-        raise SystemExit(f"error: --device {device_name}: {e}")
+    device = get_device(device_name)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, device
     if device.type == "cuda":

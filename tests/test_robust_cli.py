@@ -54,6 +54,7 @@ def test_every_number_is_checked_in_one_line(script, argv, message, capsys):
     (["--only", "bogus"], "2 error: --only bogus: the sections are model,"),
     (["--seq-len", "-5"], "error: --seq-len must be at least 1 (got -5)"),
     (["--only", "memory", "--batch-size", "0"], "error: --batch-size must be at least 1 (got 0)"),
+    (["--only", "memory", "--device", "nope"], "error: --device nope: "),
 ])
 def test_bench_goes_through_the_same_checks(argv, message, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["bench.py", *argv])
