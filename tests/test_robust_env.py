@@ -256,6 +256,8 @@ def test_load_tasks_names_file_line_and_task(tmp_path):
         (dict(good, category="other"), r"tasks.jsonl:2: id must be a string and category one of"),
         (dict(good, ground_truth=[[1]]), r"tasks.jsonl:2: ground_truth must be one list of call strings"),
         (dict(good, initial_config={"MathAPI": []}), r"tasks.jsonl:2: involved_classes must be a list"),
+        (dict(good, involved_classes=["GorillaFileSystem"], initial_config={"GorillaFileSystem": {"root": 5}},
+              ground_truth=[["pwd()"]]), r"tasks.jsonl:2: task '.*': a value of initial_config has the wrong type"),
     ]
     for bad, message in cases:
         path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")

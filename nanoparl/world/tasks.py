@@ -341,7 +341,10 @@ def load_tasks(path):
         try:
             ToolEnv.for_task(task)  # known classes, config keys they accept
             parse_ground_truth(task)
-        except (ValueError, TypeError) as e:  # TypeError: a config value of the wrong type
+        except ValueError as e:
             raise ValueError(f"{path}:{lineno}: {e}") from None
+        except (TypeError, AttributeError) as e:  # a config value of the wrong type
+            raise ValueError(f"{path}:{lineno}: task {task['id']!r}: a value of initial_config has the wrong "
+                             f"type ({e})") from None
         tasks.append(task)
     return tasks
