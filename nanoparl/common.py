@@ -276,7 +276,7 @@ def resume_step(args, model, optimizer, rank):
     checkpoint in --out, loaded into model and optimizer (checkpoint.resume_training). None when
     that run is already at --max-steps: nothing to train, its checkpoints are left as they are.
     Otherwise log.jsonl is cut back to its rows when that step began: the resumed run logs the rest
-    again, so its log equals an uninterrupted run's (checkpoints from before this record: kept whole)."""
+    again, so its log equals an uninterrupted run's (a checkpoint older than this leaves the log be)."""
     if not args.resume:
         return 0
     step, log_rows = resume_training(args.out, model, optimizer, log=log0, set_aside=rank == 0)
