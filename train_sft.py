@@ -34,6 +34,7 @@ on from there. A folder that already holds checkpoints needs --resume or --overw
 
 import argparse
 import contextlib
+import filecmp
 import os
 import sys
 import time
@@ -131,6 +132,9 @@ def train(args, stop):
         if model.config.vocab_size != tok.vocab_size:
             raise SystemExit(f"error: --init {args.init} has a vocabulary of {model.config.vocab_size} tokens, the "
                              f"tokenizer of {args.data_dir} {tok.vocab_size}: they come from different data")
+        if init_meta.get("tokenizer") and not filecmp.cmp(init_meta["tokenizer"], tok_path, shallow=False):
+            raise SystemExit(f"error: --init {args.init} was trained with another tokenizer than {tok_path} (the same "
+                             f"size, other tokens): train on the data folder it was trained on")
     else:
         model = GPT(GPTConfig(**model_cfg))
     model.to(device)

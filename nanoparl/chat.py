@@ -40,6 +40,8 @@ def listing_of(fmt, ckpt="a checkpoint"):
     formats from before the `functions` key said {"descriptions": true|false}. Another listing is a
     ValueError naming ckpt, before any rollout would fail on it."""
     fmt = fmt or {}
+    if not isinstance(fmt, dict):
+        raise ValueError(f"{ckpt}: its format is {fmt!r}, not an object such as {{\"functions\": \"names\"}}")
     listing = fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
     if listing not in FUNCTION_LISTINGS:
         raise ValueError(f"{ckpt}: its format lists functions as {listing!r}; "

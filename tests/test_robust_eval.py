@@ -292,3 +292,6 @@ def test_a_checkpoint_with_an_unknown_listing_is_refused_before_any_rollout(data
     monkeypatch.setattr(evaluation.AgentLoop, "run", rollouts_ran)
     message = refused(lambda: evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", str(run))), capsys)
     assert f"error: {run}: its format lists functions as 'emoji'; expected one of" in message
+    (run / "meta_0.json").write_text(json.dumps(dict(meta, format="names")))
+    message = refused(lambda: evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", str(run))), capsys)
+    assert f"error: {run}: its format is 'names', not an object such as" in message

@@ -225,3 +225,17 @@ def test_sft_data_must_name_its_format_and_be_text(data_dir, tmp_path):
     (bad / "sft_plain_train.jsonl").write_bytes(os.urandom(100) + b"\xff")
     with pytest.raises(SystemExit, match=r"^error: \S+/sft_plain_train.jsonl: not UTF-8 text"):
         run_cli(lambda: run(str(bad), tmp_path / "b"))
+
+
+def test_init_from_a_run_with_another_tokenizer_of_the_same_size_is_refused(data_dir, tmp_path):
+    other = json.load(open(os.path.join(data_dir, "tokenizer.json")))
+    vocab = other["model"]["vocab"]
+    a, b = list(vocab)[-2:]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # the same size, two tokens swapped
+    (tmp_path / "tokenizer.json").write_text(json.dumps(other))
+    run(data_dir, tmp_path / "base", "--max-steps", "1")
+    meta_path = tmp_path / "base" / "meta_1.json"
+    meta_path.write_text(json.dumps(dict(json.load(open(meta_path)), tokenizer=str(tmp_path / "tokenizer.json"))))
+    os.remove(tmp_path / "base" / "tokenizer.json")  # so that the meta's path is the one in use
+    with pytest.raises(SystemExit, match=r"^error: --init \S+ was trained with another tokenizer than \S+tokenizer.json"):
+        run(data_dir, tmp_path / "sft", "--max-steps", "1", "--init", str(tmp_path / "base"))
