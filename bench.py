@@ -378,7 +378,7 @@ def main():
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: gpu with CUDA, else cpu")
     parser.add_argument("--only", default=list(SECTIONS), type=lambda s: s.split(","), help="comma-separated sections")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="model: rows per step (memory: the preset's)")
     parser.add_argument("--seq-len", type=int, default=256)
     add_threads_flag(parser)
     parser.add_argument("--rollout-naive-steps", type=int, default=2,
