@@ -16,7 +16,7 @@ def atomic_open(path, mode="w"):
     OSError("cannot write <path>: <reason>")."""
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, mode) as f:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:  # as read_text reads
             yield f
             f.flush()
             os.fsync(f.fileno())  # the bytes are durable before the rename makes them visible
