@@ -16,8 +16,9 @@ import torch
 
 from nanoparl.chat import system_message, tool_message, user_message
 from nanoparl.checkpoint import export_hf, save_checkpoint
-from nanoparl.common import (add_threads_flag, autocast, default_preset, get_device, get_preset, seed_everything,
-                             set_threads)
+from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.common import (PRESETS, add_threads_flag, autocast, get_device, get_preset, parse_args_with_preset,
+                             run_cli, seed_everything, set_threads)
 from nanoparl.engine import Engine, sample
 from nanoparl.memory import memory_report
 from nanoparl.model import GPT, GPTConfig
@@ -373,25 +374,26 @@ SECTIONS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default=None, help="micro|cpu|gpu (default: gpu with CUDA, else cpu)")
-    parser.add_argument("--only", default=None, help=f"comma-separated sections of {list(SECTIONS)}")
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: gpu with CUDA, else cpu")
+    parser.add_argument("--only", default=list(SECTIONS), type=lambda s: s.split(","), help="comma-separated sections")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="model: rows per step (memory: the preset's)")
     parser.add_argument("--seq-len", type=int, default=256)
     add_threads_flag(parser)
     parser.add_argument("--rollout-naive-steps", type=int, default=2,
                         help="rollout: steps per rollout timed on the slow re-prefill path")
-    args = parser.parse_args()
-    args.preset = args.preset or default_preset()
+    args = parse_args_with_preset(parser, None, lambda preset, data: ())
+    check_flags(parser, args, batch_size=(1, None), seq_len=(1, None), threads=(1, None), rollout_naive_steps=(1, None))
+    if set(args.only) - set(SECTIONS):
+        parser.error(f"--only {','.join(args.only)}: the sections are {','.join(SECTIONS)}")
     set_threads(args.threads)
     seed_everything(0)
     device = get_device(args.device)
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    names = args.only.split(",") if args.only else list(SECTIONS)
-    for name in names:
+    for name in args.only:
         SECTIONS[name](args, device)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

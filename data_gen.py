@@ -32,12 +32,19 @@ that turn (system + previous turn + this user message) followed by the ORACLE's 
 ground-truth first call (compared parsed: same function, same literal arguments) or, for an ask /
 cannot-do turn, the oracle's reply text exactly. Prints the pass counts per category and writes the
 kept samples to sft_pag_verified_{split}.jsonl:
-    python data_gen.py --preset cpu --out data --verify-with out/sft_pag --verify-max 500
+    python data_gen.py --preset cpu --out data --overwrite --verify-with out/sft_pag --verify-max 500
+
+An --out that holds data already is refused unless --overwrite. Every file is written atomically
+into --out/.partial and moved into --out at the end: a run stopped half-way leaves the old data
+whole (or no data), never a mix, and a .partial folder that the next run removes.
 """
 
 import argparse
 import json
 import os
+import re
+import shutil
+import signal
 import time
 from collections import Counter, defaultdict
 
@@ -46,10 +53,11 @@ import torch
 
 from nanoparl.chat import FUNCTION_LISTINGS, awareness_text, split_awareness
 from nanoparl.checkpoint import CheckpointError, load_checkpoint, resolve
-from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_device, parse_args_with_preset,
-                             run_cli, set_threads)
+from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.common import PRESETS, add_threads_flag, get_device, parse_args_with_preset, run_cli, set_threads
 from nanoparl.engine import Engine
 from nanoparl.env import ParseError, parse_calls
+from nanoparl.files import read_text, write_file, write_jsonl
 from nanoparl.pag import augment, check_sufficiency, oracle_turns, sft_samples
 from nanoparl.tokenizer import SPECIAL_TOKENS, Tokenizer
 from nanoparl.world.registry import DOMAINS
@@ -63,13 +71,14 @@ def comma_list(text):
 
 def parse_args(argv=None):
     """The flags, checked here, so that a bad one stops before any file is written."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("run")
     g.add_argument("--preset", default=None, choices=list(PRESETS),
                    help="sets every (preset: ...) value below (default: gpu with CUDA, else cpu, as the "
                         "other scripts)")
     g.add_argument("--seed", type=int, default=0, help="same seed -> same files, byte for byte")
     g.add_argument("--out", default="data", help="output directory")
+    g.add_argument("--overwrite", action="store_true", help="replace the data of an existing --out")
     add_threads_flag(g)
     g = p.add_argument_group("tasks (default: the preset's 'data' section)")
     g.add_argument("--n-train", type=int, default=None, help="number of train tasks")
@@ -103,27 +112,25 @@ def parse_args(argv=None):
     g.add_argument("--device", default="auto", help="device for --verify-with")
     args = parse_args_with_preset(p, argv, lambda preset, data: ("data", "pag", "tokenizer", "model"))
     # e.g. 0 val tasks: an IndexError after the train data is written
-    check_at_least(args, n_train=1, n_val=1, n_test=1, n_base=0, max_tasks=1, max_turns=1, block_size=1,
-                   verify_max=1, verify_batch=1, augment=0)
-    if args.vocab_size is not None and args.vocab_size < 256 + len(SPECIAL_TOKENS):
-        p.error(f"--vocab-size must be at least {256 + len(SPECIAL_TOKENS)}: the 256 bytes and "
-                f"{len(SPECIAL_TOKENS)} special tokens (got {args.vocab_size})")
+    pos, count = (1, None), (0, None)
+    check_flags(p, args, n_train=pos, n_val=pos, n_test=pos, n_base=count, max_tasks=pos, max_turns=pos,
+                block_size=pos, verify_max=pos, verify_batch=pos, augment=count, mask_p=(0, 1), seed=count,
+                threads=pos, long_output_chars=pos, vocab_size=(256 + len(SPECIAL_TOKENS), None, "the 256 bytes "
+                f"and {len(SPECIAL_TOKENS)} special tokens"), rename=(0, 1))
     unknown = set(args.classes) - set(DOMAINS) | set(args.categories) - set(CATEGORIES)
     if unknown:
         p.error(f"unknown classes/categories: {sorted(unknown)}")
-    if args.mask_p is not None and not 0 <= args.mask_p <= 1:
-        p.error(f"--mask-p must be in [0, 1] (got {args.mask_p})")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file, not a folder")
+    if data_files(args.out) and not args.overwrite:  # as a run folder is protected (prepare_run_dir)
+        p.error(f"--out {args.out} already holds data ({', '.join(data_files(args.out)[:3])}...): pass "
+                f"--overwrite to replace it, or another --out")
     if args.verify_with:  # it runs last: a wrong path would otherwise surface after all the work
         try:
             resolve(args.verify_with)
         except CheckpointError as e:
             p.error(f"--verify-with: {e}")
-        try:
-            get_device(args.device)
-        except RuntimeError as e:
-            p.error(f"--device {args.device}: {e}")
+        get_device(args.device)
     return args
 
 
@@ -145,12 +152,16 @@ def main(argv=None):
         splits = generate_splits(settings, args.seed, sizes)
     except RuntimeError as e:  # a category these classes cannot make, e.g. miss_param from MathAPI alone
         raise SystemExit(f"error: {e}; add --classes or drop --categories")
+    # every file is written into --out/.partial first and moved into --out at the end (publish): a
+    # run stopped half-way leaves the old data, or none, never a mix
+    work = os.path.join(args.out, ".partial")
+    shutil.rmtree(work, ignore_errors=True)  # left by a run that was stopped
     try:
-        os.makedirs(args.out, exist_ok=True)
+        os.makedirs(work)
     except OSError as e:
         raise SystemExit(f"error: --out {args.out}: cannot create it ({e.strerror or e})")
     for split, tasks in splits.items():
-        save_tasks(os.path.join(args.out, f"tasks_{split}.jsonl"), tasks)
+        save_tasks(os.path.join(work, f"tasks_{split}.jsonl"), tasks)
     t_tasks = time.time() - t0
 
     print(f"{'split':6s} {'category':13s} {'tasks':>6s} {'turns/t':>8s} {'calls/t':>8s} {'read%':>6s} "
@@ -173,8 +184,7 @@ def main(argv=None):
     print(f"tasks written to {args.out} in {t_tasks:.1f}s")
 
     # ---- PAG / SFT data
-    with open(os.path.join(args.out, "format.json"), "w") as f:
-        json.dump({"functions": args.functions}, f)
+    write_file(os.path.join(work, "format.json"), json.dumps({"functions": args.functions}))
     t1 = time.time()
 
     # oracle awareness for every task, then augmented copies of some train tasks
@@ -209,7 +219,7 @@ def main(argv=None):
     # tokenizer: trained on the train conversations of both kinds (every message's text)
     texts = (m["content"] for kind in ("plain", "pag") for _, _, msgs in samples[(kind, "train")] for m in msgs)
     tok = Tokenizer.train(texts, args.vocab_size)
-    tok.save(os.path.join(args.out, "tokenizer.json"))
+    tok.save(os.path.join(work, "tokenizer.json"))
 
     print(f"\nSFT data | tokenizer {tok.vocab_size} tokens | augmented train copies {len(augmented)} "
           f"| block_size {args.block_size}")
@@ -224,9 +234,7 @@ def main(argv=None):
             kept.append({"task_id": task_id, "turn": turn, "messages": messages})
             lengths.append(n)
         name = "base_train.jsonl" if kind == "base" else f"sft_{kind}_{split}.jsonl"
-        with open(os.path.join(args.out, name), "w") as f:
-            for row in kept:
-                f.write(json.dumps(row) + "\n")
+        write_jsonl(os.path.join(work, name), kept)
         drops = ", ".join(f"{v} {k}" for k, v in sorted(dropped[(kind, split)].items())) or "0"
         if lengths:
             print(f"{kind:6s} {split:6s} {len(kept):8d} {drops:>24s} {np.mean(lengths):10.0f} "
@@ -248,10 +256,35 @@ def main(argv=None):
             print(f"  {policy:9s}: no val task has 2 turns or more")
             continue
         print(f"  {policy:9s}: mean {np.mean(ctx):6.0f} | p95 {np.percentile(ctx, 95):6.0f} | max {max(ctx):6d}")
+    publish(work, args.out)
     print(f"PAG + tokenizer + SFT data written to {args.out} in {time.time() - t1:.1f}s")
     if args.verify_with:
         verify(args.verify_with, args.out, args.verify_split, splits[args.verify_split], args.verify_max,
                args.verify_batch, get_device(args.device))
+
+
+DATA_FILES = re.compile(r"(tasks_(train|val|test|unseen)|sft_(plain|pag)_(train|val)|sft_pag_verified_(train|val)|"
+                        r"base_train)\.jsonl|tokenizer\.json|format\.json")
+
+
+def data_files(folder):
+    """The files of folder that data_gen.py writes, sorted ([] for no folder)."""
+    return sorted(f for f in os.listdir(folder) if DATA_FILES.fullmatch(f)) if os.path.isdir(folder) else []
+
+
+def publish(work, out):
+    """Move the finished files of work into out, in place of out's old data files (--overwrite), with
+    Ctrl-C and SIGTERM held back until all are moved, then remove work."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for name in set(data_files(out)) - set(os.listdir(work)):  # e.g. a verified file of the old data
+            os.remove(os.path.join(out, name))
+        for name in os.listdir(work):
+            os.replace(os.path.join(work, name), os.path.join(out, name))
+        os.rmdir(work)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def base_documents(task, listing):
@@ -319,8 +352,8 @@ def verify(ckpt, out_dir, split, tasks, max_samples=None, batch_size=64, device=
     tok = Tokenizer.load(meta["tokenizer"])
     if meta.get("policy") != "awareness":
         print(f"warning: {ckpt} was trained with policy {meta.get('policy')!r}, not 'awareness'")
-    with open(os.path.join(out_dir, f"sft_pag_{split}.jsonl")) as f:
-        samples = [json.loads(line) for line in f][:max_samples]
+    path = os.path.join(out_dir, f"sft_pag_{split}.jsonl")
+    samples = [json.loads(line) for line in read_text(path).splitlines()][:max_samples]
     results = verify_samples(model, tok, samples, batch_size)
     category = {t["id"]: t["category"] for t in tasks}  # augmented copies: "<id>_aug<seed>"
     print(f"\nmodel-aware verification with {ckpt} ({split}, {len(samples)} samples): first step reproduced")
@@ -334,9 +367,7 @@ def verify(ckpt, out_dir, split, tasks, max_samples=None, batch_size=64, device=
     kept = [s for s, (passed, _) in zip(samples, results) if passed]
     print(f"  {'all':13s} {len(kept):5d} / {len(samples):5d}  ({100 * len(kept) / max(1, len(samples)):5.1f}%)")
     path = os.path.join(out_dir, f"sft_pag_verified_{split}.jsonl")
-    with open(path, "w") as f:
-        for s in kept:
-            f.write(json.dumps(s) + "\n")
+    write_jsonl(path, kept)
     print(f"kept samples written to {path} in {time.time() - t0:.1f}s")
 
 

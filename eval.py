@@ -37,8 +37,10 @@ from tqdm import tqdm
 from nanoparl.agent import AgentLoop, OracleLoop, trajectory_summaries, transcript
 from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import CheckpointError, load_checkpoint
-from nanoparl.common import (PRESETS, add_threads_flag, check_at_least, get_device, get_preset, log0,
+from nanoparl.cli import ArgumentParser, check_flags
+from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, log0,
                              parse_args_with_preset, run_cli, seed_everything, set_threads)
+from nanoparl.files import write_file
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.rl import composite_reward
 from nanoparl.tokenizer import Tokenizer
@@ -46,7 +48,7 @@ from nanoparl.world.tasks import CATEGORIES, SPLITS, load_tasks
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--ckpt", nargs="*", default=[], help="run directories or model_<step>.safetensors files")
     g.add_argument("--agent", choices=["model", "oracle"], default="model",
@@ -78,7 +80,9 @@ def parse_args(argv=None):
     args = parse_args_with_preset(p, argv, lambda preset, data: ("rl", "eval"))  # step_tokens: as in RL
     # flags that would crash after the work (--samples 0) or silently mean something else
     # (--max-tasks 0 used to mean "all") stop here
-    check_at_least(args, samples=1, max_tasks=1, step_tokens=1, batch_tasks=1, top_k=1, show=0, temperature=0)
+    pos, count = (1, None), (0, None)
+    check_flags(p, args, samples=pos, max_tasks=pos, step_tokens=pos, batch_tasks=pos, top_k=pos, top_p=None,
+                show=count, temperature=count, seed=count, threads=pos)
     if args.top_p is not None and not 0 < args.top_p <= 1:
         p.error(f"--top-p must be in (0, 1] (got {args.top_p})")
     return args
@@ -297,19 +301,18 @@ def load_runs(args):
     (the oracle's too)."""
     runs = []
     try:
-        default_listing = data_listing(args.data_dir)
         if args.agent == "oracle":
             tok = Tokenizer.load(os.path.join(args.data_dir, "tokenizer.json"))
             # the oracle's texts are forced; a random model of the preset only carries the KV cache
             model = GPT(GPTConfig(**dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size)))
-            runs.append(("oracle", model, tok, args.policy or "history", default_listing, "oracle"))
+            runs.append(("oracle", model, tok, args.policy or "history", data_listing(args.data_dir), "oracle"))
         for name, path in zip(row_names(args.ckpt, taken=[r[0] for r in runs]), args.ckpt):
             model, meta = load_checkpoint(path)
             if not meta.get("tokenizer"):
                 raise SystemExit(f"error: --ckpt {path}: its metadata names no tokenizer")
             tok = Tokenizer.load(meta["tokenizer"])
-            runs.append((name, model, tok, args.policy or meta.get("policy", "history"),
-                         listing_of(meta["format"]) if "format" in meta else default_listing, "model"))
+            listing = listing_of(meta["format"], path) if "format" in meta else data_listing(args.data_dir)
+            runs.append((name, model, tok, args.policy or meta.get("policy", "history"), listing, "model"))
     except (CheckpointError, OSError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     return runs
@@ -319,10 +322,7 @@ def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
     seed_everything(args.seed)
-    try:
-        device = get_device(args.device)
-    except RuntimeError as e:
-        raise SystemExit(f"error: --device {args.device}: {e}")
+    device = get_device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"error: --device {args.device}: this machine has no CUDA")
     if args.agent == "model" and not args.ckpt:
@@ -374,12 +374,9 @@ def main(argv=None):
             print(f"{base:{w}s} {a[2]:5d} {a[0]:7.3f} +- {a[1]:.3f} {st[0]:6.2f} +- {st[1]:4.2f} "
                   f"{c[0]:5.0f} +- {c[1]:3.0f} {e[0]:6.3f} +- {e[1]:.3f}")
     if args.out:
-        tmp = f"{args.out}.tmp"
-        with open(tmp, "w") as f:
-            groups = {base: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in m.items()}
-                      for base, m in seeds.items()}
-            json.dump({**results, "seed_groups": groups} if groups else results, f, indent=2)
-        os.replace(tmp, args.out)
+        groups = {base: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in m.items()}
+                  for base, m in seeds.items()}
+        write_file(args.out, json.dumps({**results, "seed_groups": groups} if groups else results, indent=2))
     return results
 
 

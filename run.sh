@@ -11,6 +11,7 @@
 #                            # mean +- std per row); default: one run per row, seed 1337
 #   THREADS=1 bash run.sh    # torch threads per stage (default: one per core idle when the stage
 #                            # starts; waiting threads on shared cores are slower than one)
+#   PYTHON=.venv/bin/python bash run.sh   # the interpreter (default: the active venv's python, else python3)
 #
 # MAX_STEPS caps every training stage; MAX_TASKS caps every data split, the SFT batch and val
 # samples, the RL tasks per step and val tasks (with groups of 2 rollouts), and the test tasks
@@ -28,12 +29,19 @@ FULL=0
 for arg in "$@"; do
   case "$arg" in
     --full) FULL=1 ;;
-    *) echo "unknown argument: $arg (only --full)"; exit 2 ;;
+    *) echo "error: unknown argument: $arg (only --full)" >&2; exit 2 ;;
   esac
 done
+if ! [[ "${SEEDS:-1}" =~ ^[1-9][0-9]*$ ]]; then echo "error: SEEDS=$SEEDS must be a positive integer" >&2; exit 2; fi
+# every `python` below is $PYTHON: the active venv's interpreter, else python3 (not whatever `python`
+# PATH holds first), so that run.sh works without activating a venv
+if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=${PYTHON:-$VIRTUAL_ENV/bin/python}; else PYTHON=${PYTHON:-python3}; fi
+python() { "$PYTHON" "$@"; }
+python -c "import torch, nanoparl" 2>/dev/null || { echo "error: PYTHON=$PYTHON cannot import torch and nanoparl:" \
+  "activate the venv that has requirements.txt, or set PYTHON to its bin/python" >&2; exit 1; }
 PRESET=${PRESET:-$(python -c "from nanoparl.common import default_preset; print(default_preset())")}
 python -c "import sys; from nanoparl.common import PRESETS; sys.exit(0 if '$PRESET' in PRESETS else
-  f'unknown PRESET=$PRESET; choose one of {sorted(PRESETS)}')"
+  f'error: unknown PRESET=$PRESET; choose one of {sorted(PRESETS)}')"
 THREADS_FLAG=(); if [ -n "${THREADS:-}" ]; then THREADS_FLAG=(--threads "$THREADS"); fi
 SMOKE=""; if [ -n "${MAX_STEPS:-}${MAX_TASKS:-}${MAX_TOKENS:-}" ]; then SMOKE="-smoke"; fi  # capped runs: folders of their own
 DATA=${DATA:-data/$PRESET$SMOKE}
@@ -58,7 +66,7 @@ stage() {  # stage NAME COMMAND...: run unless done, time it, mark it done
   echo "== $name: $(cat "$OUT/$name.DONE")s"
 }
 
-stage data      python data_gen.py --preset "$PRESET" --out "$DATA" "${DATA_CAP[@]}" "${THREADS_FLAG[@]}"
+stage data      python data_gen.py --preset "$PRESET" --out "$DATA" --overwrite "${DATA_CAP[@]}" "${THREADS_FLAG[@]}"
 INIT=()
 if [ "$(python -c "from nanoparl.common import get_preset; print(get_preset('$PRESET')['base']['max_steps'])")" -gt 0 ]; then
   stage base    python train_sft.py --preset "$PRESET" --data base --data-dir "$DATA" --out "$OUT/base" --resume "${SFT_CAP[@]}" \

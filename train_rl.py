@@ -40,9 +40,11 @@ import torch.distributed as dist
 from nanoparl.agent import AgentLoop, trajectory_summaries, transcript
 from nanoparl.chat import listing_of
 from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
+from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
-                             check_at_least, cleanup_distributed, log0, parse_args_with_preset, resume_step,
+                             cleanup_distributed, log0, parse_args_with_preset, resume_step,
                              run_cli, seed_everything)
+from nanoparl.files import write_file
 from nanoparl.probe import evaluate, probe_line
 from nanoparl.rl import (DEFAULT_WEIGHTS, composite_reward, expand_advantages, grpo_advantages,
                          mt_grpo_advantages, outcome_reward, policy_loss, token_logprobs,
@@ -53,7 +55,7 @@ from nanoparl.world.tasks import CATEGORIES, load_tasks
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to train")
     g.add_argument("--algo", choices=["pag-rl", "mt-grpo"], required=True)
     g.add_argument("--init", required=True, help="the SFT run (or checkpoint file) to start from")
@@ -89,7 +91,19 @@ def parse_args(argv=None):
     g.add_argument("--save-every", type=int, default=None)
     g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--dump-episodes", type=int, default=2, help="decoded episodes written per eval")
-    return parse_args_with_preset(p, argv, lambda preset, data: ("rl",))
+    args = parse_args_with_preset(p, argv, lambda preset, data: ("rl",))
+    pos, count = (1, None), (0, None)
+    # GRPO's advantage is a reward minus the mean of its group: a group of one rollout, or of identical
+    # (greedy) rollouts, has advantage 0 everywhere, and the run learns nothing
+    alone = "a group of one has advantage 0 (its reward minus its own mean), so nothing to learn"
+    check_flags(p, args, seed=count, threads=pos, max_steps=count, tasks_per_step=pos, ppo_epochs=pos,
+                minibatches=pos, lr=count, group_size=(2, None, alone), clip=count, kl=count, lam=None,
+                temperature=count, step_tokens=pos, micro_batch=pos, eval_every=pos, eval_tasks=pos,
+                save_every=pos, keep_last=count, dump_episodes=count, **{f"w_{name}": count for name in DEFAULT_WEIGHTS})
+    if args.temperature == 0:
+        raise SystemExit("error: --temperature must be above 0: greedy rollouts of one task are identical, so "
+                         "every group has advantage 0 and the run learns nothing")
+    return args
 
 
 def step_tasks(tasks, n, step, seed):
@@ -154,8 +168,6 @@ def main(argv=None):
 
 
 def train(args, stop):
-    check_at_least(args, tasks_per_step=1, group_size=1, ppo_epochs=1, minibatches=1, step_tokens=1, eval_every=1,
-                   eval_tasks=1, save_every=1, micro_batch=1, max_steps=0, keep_last=0)
     rank, world, device = begin_run(args, "tasks_per_step")
     seed_everything(args.seed + rank)
 
@@ -167,7 +179,7 @@ def train(args, stop):
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, init_meta["tokenizer"])
     policy = args.policy or init_meta.get("policy", "history")
-    listing = listing_of(init_meta.get("format"))
+    listing = listing_of(init_meta.get("format"), args.init)
     ref = copy.deepcopy(model).eval() if args.kl > 0 else None
     train_tasks = load_tasks(os.path.join(args.data_dir, "tasks_train.jsonl"))
     val_tasks = load_tasks(os.path.join(args.data_dir, "tasks_val.jsonl"))[:args.eval_tasks]
@@ -201,9 +213,8 @@ def train(args, stop):
         res = {c: float(np.mean([r.verdict["passed"] for r in rollouts if r.task["category"] == c]))
                for c in CATEGORIES if any(r.task["category"] == c for r in rollouts)}
         res["overall"] = float(np.mean(list(res.values())))  # unweighted over categories, as eval.py
-        with open(os.path.join(args.out, f"episodes_{step}.txt"), "w") as f:
-            for r in rollouts[:args.dump_episodes]:
-                f.write(transcript(r) + "\n")
+        write_file(os.path.join(args.out, f"episodes_{step}.txt"),
+                   "".join(transcript(r) + "\n" for r in rollouts[:args.dump_episodes]))
         probe = evaluate(model, probe_samples, tok, device, 16) if probe_samples else {}
         if probe:
             log0(f"step {step} | copy probe | {probe_line(probe)}")
@@ -213,7 +224,7 @@ def train(args, stop):
     def checkpoint():  # -> the path of the weights written
         if rank == 0:
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics), keep_last=args.keep_last,
-                            train_state=training_state(opt, step))
+                            train_state=training_state(opt, step, log_rows))
         if world > 1:
             dist.barrier()
         return os.path.join(args.out, f"model_{step}.safetensors")
@@ -221,6 +232,7 @@ def train(args, stop):
     metrics = {}
     while True:
         last_step = step >= args.max_steps
+        log_rows = logger.rows  # the log as this step begins (training_state)
         if not last_step:  # between two optimizer steps: a consistent state to save
             stop.save_and_exit_if_requested(checkpoint, step)
         if rank == 0 and (step % args.eval_every == 0 or last_step):

@@ -34,6 +34,7 @@ on from there. A folder that already holds checkpoints needs --resume or --overw
 
 import argparse
 import contextlib
+import filecmp
 import os
 import sys
 import time
@@ -44,9 +45,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nanoparl.chat import data_listing
-from nanoparl.checkpoint import copy_tokenizer, load_checkpoint, save_checkpoint, training_state
+from nanoparl.checkpoint import copy_tokenizer, list_steps, load_checkpoint, save_checkpoint, training_state
+from nanoparl.cli import ArgumentParser, check_flags
 from nanoparl.common import (PRESETS, JsonlLogger, StopOnSignal, add_threads_flag, autocast, begin_run,
-                             check_at_least, cleanup_distributed, get_preset, log0, parse_args_with_preset,
+                             cleanup_distributed, get_preset, log0, parse_args_with_preset,
                              resume_step, run_cli, seed_everything)
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.optim import make_optimizer
@@ -56,7 +58,7 @@ from nanoparl.tokenizer import Tokenizer
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=["plain", "pag", "base"], required=True,
                    help="plain: history policy; pag: awareness policy; base: loss on every token of base_*.jsonl")
@@ -97,7 +99,13 @@ def parse_args(argv=None):
     g.add_argument("--save-every", type=int, default=None)
     g.add_argument("--keep-last", type=int, default=2, help="checkpoints kept in --out (0: all)")
     g.add_argument("--log-every", type=int, default=10)
-    return parse_args_with_preset(p, argv, lambda preset, data: ("model", "base" if data == "base" else "sft"))
+    args = parse_args_with_preset(p, argv, lambda preset, data: ("model", "base" if data == "base" else "sft"))
+    pos, count = (1, None), (0, None)
+    check_flags(p, args, seed=count, threads=pos, max_steps=count, batch_size=pos, micro_batch_size=pos, lr=count,
+                muon_lr=count, min_lr_frac=(0, 1), warmup_steps=count, cooldown_frac=(0, 1), weight_decay=count,
+                grad_clip=count, n_layer=pos, n_embd=pos, n_head=pos, n_kv_head=pos, intermediate_size=pos,
+                qk_norm=(0, 1), eval_every=pos, eval_samples=count, save_every=pos, keep_last=count, log_every=pos)
+    return args
 
 
 # ----------------------------------------------------------------------------
@@ -108,13 +116,12 @@ def main(argv=None):
 
 
 def train(args, stop):
-    check_at_least(args, batch_size=1, micro_batch_size=1, eval_every=1, save_every=1, log_every=1,
-                   max_steps=0, warmup_steps=0, eval_samples=0, keep_last=0)
     rank, world, device = begin_run(args, "batch_size")
     seed_everything(args.seed)
 
     tok_path = os.path.join(args.data_dir, "tokenizer.json")
     tok = Tokenizer.load(tok_path)
+    listing = data_listing(args.data_dir)  # how the data listed functions: recorded in every checkpoint
     if rank == 0:  # the run folder carries its tokenizer; written now, so a bad --out fails at once
         copy_tokenizer(args.out, tok_path)
     model_cfg = dict(get_preset(args.preset)["model"], vocab_size=tok.vocab_size, qk_norm=bool(args.qk_norm),
@@ -125,6 +132,9 @@ def train(args, stop):
         if model.config.vocab_size != tok.vocab_size:
             raise SystemExit(f"error: --init {args.init} has a vocabulary of {model.config.vocab_size} tokens, the "
                              f"tokenizer of {args.data_dir} {tok.vocab_size}: they come from different data")
+        if init_meta.get("tokenizer") and not filecmp.cmp(init_meta["tokenizer"], tok_path, shallow=False):
+            raise SystemExit(f"error: --init {args.init} was trained with another tokenizer than {tok_path} (the same "
+                             f"size, other tokens): train on the data folder it was trained on")
     else:
         model = GPT(GPTConfig(**model_cfg))
     model.to(device)
@@ -147,7 +157,6 @@ def train(args, stop):
         return {}
 
     ddp = DDP(model) if world > 1 else model
-    listing = data_listing(args.data_dir)  # how the data listed functions
     meta = {"tokenizer": tok_path, "policy": "awareness" if args.data == "pag" else "history",
             "format": {"functions": listing}, "data": args.data, "preset": args.preset,
             "kind": "base" if args.data == "base" else "sft"}
@@ -163,15 +172,19 @@ def train(args, stop):
         frac = (it - (args.max_steps - cooldown)) / cooldown
         return 1.0 - (1 - args.min_lr_frac) * min(max(frac, 0.0), 1.0)
 
+    def stop_diverged(what):  # one line that says what is left: the last good checkpoint, or none
+        steps = list_steps(args.out)
+        kept = f"the last good checkpoint (step {steps[-1]}) in {args.out} is kept" if steps else "no checkpoint was saved"
+        cleanup_distributed()
+        sys.exit(f"error: step {step}: {what}: stopping; {kept}" if rank == 0 else 1)
+
     def checkpoint(metrics):  # -> the path of the weights written
         # a finite loss can still be followed by an update that overflows: never save such weights
         if not all(torch.isfinite(p).all() for p in model.parameters()):
-            log0(f"step {step} | weights are not finite: stopping; the last good checkpoint in {args.out} is kept")
-            cleanup_distributed()
-            sys.exit(1)
+            stop_diverged("the weights are not finite")
         if rank == 0:
             save_checkpoint(args.out, step, model, meta=dict(meta, metrics=metrics),
-                            train_state=training_state(opt, step), keep_last=args.keep_last)
+                            train_state=training_state(opt, step, log_rows), keep_last=args.keep_last)
         if world > 1:
             dist.barrier()
         return os.path.join(args.out, f"model_{step}.safetensors")
@@ -180,6 +193,7 @@ def train(args, stop):
     local_bs = args.batch_size // world
     while True:
         last_step = step >= args.max_steps
+        log_rows = logger.rows if logger else None  # the log as this step begins (training_state)
         if not last_step:  # between two optimizer steps: a consistent state to save
             stop.save_and_exit_if_requested(lambda: checkpoint(metrics), step)
         if step % args.eval_every == 0 or last_step:
@@ -223,9 +237,7 @@ def train(args, stop):
         if world > 1:
             dist.all_reduce(reported)
         if not torch.isfinite(reported):
-            log0(f"step {step} | loss is {reported.item()}: stopping; the last good checkpoint in {args.out} is kept")
-            cleanup_distributed()
-            sys.exit(1)
+            stop_diverged(f"the loss is {reported.item()}")
         if args.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 
+from nanoparl.files import read_text
 from nanoparl.world.registry import FUNCTION_DOCS, function_names
 
 SYSTEM_HEADER = ("You call functions to do what the user asks. Write a call list like "
@@ -25,7 +26,7 @@ def available_functions(task, k):
 
 # How the system prompt lists each available function (the `listing` argument below). data_gen.py
 # saves it as format.json, {"functions": listing}; train_sft.py copies that into checkpoints as
-# meta["format"]; listing_of() reads either back:
+# meta["format"]; data_listing() reads the first, listing_of() the second:
 #   "descriptions"  signature and a one-line description (the gpu preset);
 #   "signatures"    the bare signature, e.g. get_ticket(ticket_id);
 #   "names"         the name only (the cpu preset): a 1M-parameter model learns the argument names
@@ -34,23 +35,33 @@ def available_functions(task, k):
 FUNCTION_LISTINGS = ("names", "signatures", "descriptions")
 
 
-def listing_of(fmt):
-    """A saved format (format.json, a checkpoint's meta["format"]) -> its listing. No file means
-    "descriptions"; files from before the `functions` key said {"descriptions": true|false}."""
+def listing_of(fmt, ckpt="a checkpoint"):
+    """A checkpoint's meta["format"] -> its listing. None (an older checkpoint) means "descriptions";
+    formats from before the `functions` key said {"descriptions": true|false}. Another listing is a
+    ValueError naming ckpt, before any rollout would fail on it."""
     fmt = fmt or {}
-    return fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+    if not isinstance(fmt, dict):
+        raise ValueError(f"{ckpt}: its format is {fmt!r}, not an object such as {{\"functions\": \"names\"}}")
+    listing = fmt.get("functions") or ("descriptions" if fmt.get("descriptions", True) else "signatures")
+    if listing not in FUNCTION_LISTINGS:
+        raise ValueError(f"{ckpt}: its format lists functions as {listing!r}; "
+                         f"expected one of {list(FUNCTION_LISTINGS)}")
+    return listing
 
 
 def data_listing(data_dir):
-    """The listing a data folder was written with (its format.json, read by listing_of)."""
+    """The listing a data folder was written with: its format.json, {"functions": <a listing>},
+    required (without it a run would train on one system prompt and record another)."""
     path = os.path.join(data_dir, "format.json")
     if not os.path.exists(path):
-        return listing_of(None)
+        raise ValueError(f"no {path}: it says how the data lists functions (data_gen.py writes it)")
     try:
-        with open(path) as f:
-            return listing_of(json.load(f))
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        listing = json.loads(read_text(path)).get("functions")
+    except (ValueError, AttributeError) as e:  # AttributeError: JSON, but not an object
+        raise ValueError(f"{path}: not a JSON object ({e})") from None
+    if listing not in FUNCTION_LISTINGS:
+        raise ValueError(f"{path}: \"functions\" is {listing!r}; expected one of {list(FUNCTION_LISTINGS)}")
+    return listing
 
 
 def signature_line(task, name, listing="descriptions"):

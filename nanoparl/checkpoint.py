@@ -16,7 +16,6 @@ file and raises a CheckpointError that names the file and the OS reason.
     python -m nanoparl.checkpoint export out/cpu/parl_mt hf/parl_mt   # -> a transformers folder
 """
 
-import argparse
 import glob
 import io
 import json
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save as safetensors_bytes
 
+from nanoparl.cli import ArgumentParser
+from nanoparl.files import read_text, write_file
 from nanoparl.model import GPT, GPTConfig
 
 
@@ -40,22 +41,13 @@ class CheckpointError(RuntimeError):
 # Atomic writes
 
 def _atomic(path, data):
-    """Write bytes to path via a temp file and a rename. Serialising in memory first (not by
+    """Write bytes to path atomically (files.write_file). Serialising in memory first (not by
     torch.save or safetensors writing the file themselves) means a full disk surfaces here as the
     OS's own error (ENOSPC, "No space left on device"), not as a library's "unexpected pos"."""
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are durable before the rename makes them visible
-        os.replace(tmp, path)
-    except BaseException as e:  # also KeyboardInterrupt: never leave a half-written temp file behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from e
-        raise
+        write_file(path, data)
+    except OSError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def _json_bytes(obj):
@@ -163,12 +155,14 @@ def resolve(path, step=None):
 def load_meta(run_dir, step):
     path = os.path.join(run_dir, f"meta_{step}.json")
     try:
-        with open(path) as f:
-            return json.load(f)
+        meta = json.loads(read_text(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing checkpoint metadata") from None
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not even text
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt (not a JSON object)")
+    return meta
 
 
 def tokenizer_path(run_dir, meta, meta_path):
@@ -232,27 +226,31 @@ def prepare_run_dir(run_dir, resume=False, overwrite=False, remove=True):
     """Create run_dir; refuse one that holds checkpoints unless --resume or --overwrite says what to
     do with them. Otherwise a new run's checkpoints would be ranked against the old ones by step,
     keep_last would delete the new ones, and eval / --init would pick up the old weights.
-    --overwrite deletes the old run's files (remove=False: only check, for ranks other than 0)."""
+    --overwrite deletes the old run's files (remove=False: only check, for ranks other than 0), and so
+    does a folder without checkpoints (the log of a run that saved nothing)."""
     old = [f for f in os.listdir(run_dir) if RUN_FILES.fullmatch(f)] if os.path.isdir(run_dir) else []
     has_checkpoints = any(f.startswith(("meta_", "model_", "train_")) for f in old)
     if has_checkpoints and not resume and not overwrite:
         raise CheckpointError(f"{run_dir} already holds checkpoints (steps {list_steps(run_dir)}): pass --resume "
                               f"to continue that run, or --overwrite to delete them and start over")
-    if overwrite and remove:
-        for f in old:
+    if overwrite or not has_checkpoints:  # no checkpoints: only the log of a run that saved nothing goes
+        stale = old if overwrite else [f for f in old if f == "log.jsonl" or f.startswith("episodes_")]
+        for f in stale if remove else []:
             os.remove(os.path.join(run_dir, f))
     os.makedirs(run_dir, exist_ok=True)
 
 
-def training_state(optimizer, step):
-    """What a training run needs to continue exactly: optimizer, RNG states, step."""
+def training_state(optimizer, step, log_rows=None):
+    """What a training run needs to continue exactly: optimizer, RNG states, step, and the rows of
+    log.jsonl when this step began (resume cuts the log back to them, as the resumed run redoes the rest)."""
     return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(), "step": step}
+            "numpy_rng": np.random.get_state(), "step": step, "log_rows": log_rows}
 
 
 def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
     """Load the newest intact checkpoint of run_dir into model and optimizer and restore the RNG
-    states. -> the step to continue from (0 when run_dir holds no checkpoint yet).
+    states. -> (the step to continue from, the rows log.jsonl held when that step began); (0, 0)
+    when run_dir holds no checkpoint yet (weights without a meta file cannot be resumed).
 
     A newest checkpoint that cannot be loaded (truncated, corrupt, non-finite) is skipped for the one
     before it, saying which and why; the skipped meta files are renamed to meta_<step>.json.corrupt
@@ -260,13 +258,21 @@ def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
     another model config is an error, not corruption: resume with the flags of the run."""
     steps = list_steps(run_dir) if os.path.isdir(run_dir) else []
     if not steps:
-        return 0
+        orphans = sorted(os.path.basename(f) for pattern in ("model_*", "train_*")
+                         for f in glob.glob(os.path.join(run_dir, pattern)))
+        if orphans:  # weights without a meta file: a step that never completed, or a meta file lost
+            raise CheckpointError(f"{run_dir} holds {', '.join(orphans[:3])} but no meta_<step>.json (written last, "
+                                  f"when a step is complete): nothing to resume; --overwrite to start over")
+        return 0, 0
     bad = []
     for step in reversed(steps):
         try:
             meta = load_meta(run_dir, step)
         except CheckpointError as e:
             bad.append((step, e))
+            continue
+        if not isinstance(meta.get("config"), dict):
+            bad.append((step, CheckpointError(f"{run_dir}/meta_{step}.json: no model config in it")))
             continue
         if meta.get("config") != model.config.to_dict():
             raise CheckpointError(f"{run_dir}/meta_{step}.json was saved with another model config "
@@ -294,7 +300,7 @@ def resume_training(run_dir, model, optimizer, log=print, set_aside=True):
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     log(f"resumed from {run_dir} step {state['step']}")
-    return state["step"]
+    return state["step"], state.get("log_rows")
 
 
 def load_train_state(run_dir, step):
@@ -320,6 +326,8 @@ def export_hf(ckpt_path, out_dir):
     """
     model, meta = load_checkpoint(ckpt_path)
     c = model.config
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise CheckpointError(f"cannot export to {out_dir}: it exists and is not a folder")
     os.makedirs(out_dir, exist_ok=True)
     tensors = {}
     for name, t in model.state_dict().items():
@@ -332,8 +340,8 @@ def export_hf(ckpt_path, out_dir):
     bos = eos = None
     if meta.get("tokenizer"):  # load_checkpoint found it (or raised)
         copy_tokenizer(out_dir, meta["tokenizer"], replace=True)
-        with open(meta["tokenizer"]) as f:
-            added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
+        tokens = json.loads(read_text(meta["tokenizer"])).get("added_tokens", [])
+        added = {t["content"]: t["id"] for t in tokens}
         bos, eos = added.get("<|bos|>"), added.get("<|end|>")
     hf_config = {
         "architectures": ["Qwen3ForCausalLM" if c.qk_norm else "LlamaForCausalLM"],
@@ -367,7 +375,7 @@ def export_hf(ckpt_path, out_dir):
 
 def main(argv=None):
     """python -m nanoparl.checkpoint export CKPT OUT_DIR"""
-    p = argparse.ArgumentParser(prog="python -m nanoparl.checkpoint", description="Checkpoint tools.")
+    p = ArgumentParser(prog="python -m nanoparl.checkpoint", description="Checkpoint tools.")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="write a Hugging Face transformers folder (LlamaForCausalLM, or "
                                       "Qwen3ForCausalLM with qk_norm): config.json, model.safetensors, tokenizer.json")
@@ -378,7 +386,7 @@ def main(argv=None):
     try:
         run_dir, step = resolve(args.ckpt, args.step)
         out = export_hf(os.path.join(run_dir, f"model_{step}.safetensors"), args.out_dir)
-    except (CheckpointError, OSError) as err:
+    except (CheckpointError, OSError, ValueError) as err:
         sys.exit(f"error: {err}")
     print(f"exported {run_dir} step {step} to {out}: {', '.join(sorted(os.listdir(out)))}")
     return out

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 
 from nanoparl.checkpoint import CheckpointError, prepare_run_dir, resume_training
+from nanoparl.cli import ArgumentParser
+from nanoparl.files import keep_lines, read_text
 
 # ----------------------------------------------------------------------------
 # Presets: one dict per preset, one section per stage. Later stages add their sections here.
@@ -113,7 +115,7 @@ def parse_args_with_preset(parser, argv, sections):
     setting, a flag overrides it, `--help` shows the value the run will use, and a script reads
     every setting from args. --preset (and --data, which picks train_sft.py's section) are read
     first; sections(preset_name, data) names the preset sections that feed this parser."""
-    early = argparse.ArgumentParser(add_help=False)
+    early = ArgumentParser(add_help=False)
     early.add_argument("--preset", default=default_preset())
     early.add_argument("--data")
     known, _ = early.parse_known_args(argv)
@@ -195,9 +197,12 @@ def set_threads(n):
 # Device and precision
 
 def get_device(name="auto"):
-    """cuda > mps > cpu, unless a device is named explicitly."""
+    """cuda > mps > cpu, unless a device is named explicitly (a name torch does not know: one line)."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            return torch.device(name)
+        except RuntimeError as e:
+            raise SystemExit(f"error: --device {name}: {e}") from None
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -226,10 +231,7 @@ def init_distributed(device_name="auto"):
 
     Under torchrun each rank takes the GPU of its LOCAL_RANK and talks NCCL; with --device cpu (or
     no GPU) the ranks talk gloo, which is how the tests run two ranks on a machine with one GPU."""
-    try:
-        device = get_device(device_name)
-    except RuntimeError as e:
-        raise SystemExit(f"error: --device {device_name}: {e}")
+    device = get_device(device_name)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, device
     if device.type == "cuda":
@@ -253,16 +255,6 @@ def cleanup_distributed():
         dist.destroy_process_group()
 
 
-def check_at_least(args, **lows):
-    """Flags that would fail deep inside a run, or never stop, end here in one line: --eval-every 0
-    is a ZeroDivisionError at step 0, --max-steps -1 a loop that never reaches its last step,
-    --samples 0 a crash after all the rollouts. An unset flag (None) passes."""
-    for key, low in lows.items():
-        value = getattr(args, key)
-        if value is not None and value < low:
-            raise SystemExit(f"error: --{key.replace('_', '-')} must be at least {low} (got {value})")
-
-
 def begin_run(args, split_flag):
     """How both training scripts open: threads, ranks (torchrun), then the run folder --out, refused
     if it holds checkpoints unless --resume or --overwrite says what to do with them; the other
@@ -282,14 +274,19 @@ def begin_run(args, split_flag):
 def resume_step(args, model, optimizer, rank):
     """The step a training run starts from: 0, or with --resume the step of the newest intact
     checkpoint in --out, loaded into model and optimizer (checkpoint.resume_training). None when
-    that run is already at --max-steps: nothing to train, its checkpoints are left as they are."""
+    that run is already at --max-steps: nothing to train, its checkpoints are left as they are.
+    Otherwise log.jsonl is cut back to its rows when that step began: the resumed run logs the rest
+    again, so its log equals an uninterrupted run's (a checkpoint older than this leaves the log be)."""
     if not args.resume:
         return 0
-    step = resume_training(args.out, model, optimizer, log=log0, set_aside=rank == 0)
+    step, log_rows = resume_training(args.out, model, optimizer, log=log0, set_aside=rank == 0)
     if step >= args.max_steps:
         log0(f"{args.out} is at step {step}, at or past --max-steps {args.max_steps}: nothing to train "
              f"(its checkpoints are left as they are)")
         return None
+    log_path = os.path.join(args.out, "log.jsonl")
+    if rank == 0 and log_rows is not None and os.path.exists(log_path):
+        keep_lines(log_path, log_rows)
     return step
 
 
@@ -365,10 +362,12 @@ def log0(*args, **kwargs):
 
 
 class JsonlLogger:
-    """Appends one JSON object per call to a file (rank 0 only); handy for plots."""
+    """Appends one JSON object per call to a file (rank 0 only); handy for plots. rows counts the
+    file's rows (a checkpoint records it: resume cuts the log back to the rows of the saved step)."""
 
     def __init__(self, path):
         self.path = path
+        self.rows = read_text(path).count("\n") if os.path.exists(path) else 0
 
     def log(self, **record):
         if not is_rank0():
@@ -376,3 +375,4 @@ class JsonlLogger:
         record.setdefault("time", time.time())
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self.rows += 1

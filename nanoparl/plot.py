@@ -8,6 +8,8 @@ import glob
 import json
 import os
 
+from nanoparl.files import atomic_open
+
 
 def read_log(path):
     with open(path) as f:
@@ -48,6 +50,7 @@ def plot_runs(out_dir, name="rl_curves.png"):
     ax1.legend()
     fig.tight_layout()
     path = os.path.join(out_dir, name)
-    fig.savefig(path, dpi=100)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     print(f"plot: wrote {path}")
     return path

@@ -84,7 +84,10 @@ def evaluate(model, samples, tok, device, batch_size):
 
 
 def probe_line(m):
-    """The copy probe as one log-line fragment."""
-    return (f"val loss {m['val_loss']:.4f} | val exact {m['val_exact']:.3f} | digits first {m['digit_first']:.3f} "
-            f"later {m['digit_later']:.3f} | exact awareness {m['exact_awareness']:.3f} call {m['exact_call']:.3f} "
-            f"reply {m['exact_reply']:.3f}")
+    """The copy probe as one log-line fragment; a share with nothing to count (-1: no awareness
+    prefix in plain data, no digit...) prints as "-"."""
+    def f(key):
+        return "-" if m[key] < 0 else f"{m[key]:.3f}"
+    return (f"val loss {m['val_loss']:.4f} | val exact {f('val_exact')} | digits first {f('digit_first')} "
+            f"later {f('digit_later')} | exact awareness {f('exact_awareness')} call {f('exact_call')} "
+            f"reply {f('exact_reply')}")

@@ -7,21 +7,22 @@ import json
 import numpy as np
 import torch
 
+from nanoparl.files import read_text
+
 
 def load_samples(path, tok, block_size):
     """jsonl of {"messages": [...]} -> list of (ids, mask) numpy arrays; overlong samples dropped."""
     samples, dropped = [], 0
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                messages = json.loads(line)["messages"]
-                ids, mask = tok.render(messages)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{lineno}: malformed SFT sample ({e})") from None
-            if len(ids) > block_size:
-                dropped += 1
-                continue
-            samples.append((np.array(ids, dtype=np.int64), np.array(mask, dtype=np.int64)))
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):  # random bytes: an error naming path
+        try:
+            messages = json.loads(line)["messages"]
+            ids, mask = tok.render(messages)
+        except (KeyError, TypeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}:{lineno}: malformed SFT sample ({e})") from None
+        if len(ids) > block_size:
+            dropped += 1
+            continue
+        samples.append((np.array(ids, dtype=np.int64), np.array(mask, dtype=np.int64)))
     if not samples:
         raise ValueError(f"{path}: no usable samples ({dropped} longer than block_size {block_size})")
     return samples, dropped

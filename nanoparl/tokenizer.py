@@ -23,6 +23,8 @@ import os
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from nanoparl.files import write_file
+
 SPECIAL_TOKENS = [
     "<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|end|>",
     "<summary>", "</summary>", "<plan>", "</plan>",
@@ -61,9 +63,7 @@ class Tokenizer:
         return cls(tok)
 
     def save(self, path):
-        tmp = f"{path}.tmp"
-        self.hf.save(tmp)
-        os.replace(tmp, path)
+        write_file(path, self.hf.to_str(pretty=True))  # atomically: what HFTokenizer.save writes
 
     @classmethod
     def load(cls, path):

@@ -60,13 +60,25 @@ def test_memory_estimate_counts_the_real_tensors():
     assert deeper > 1.5 * saved_activation_bytes(model, 32)
 
 
-def test_run_sh_refuses_an_unknown_preset_in_one_line():
+def test_run_sh_errors_are_one_line_on_stderr():
+    """run.sh runs $PYTHON (this interpreter here: a venv need not be active) and says what is wrong
+    in one line, `error: ...`, on stderr."""
     import os
     import subprocess
+    import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run(["bash", os.path.join(root, "run.sh")], env=dict(os.environ, PRESET="nope"),
-                       capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.strip() == "unknown PRESET=nope; choose one of ['cpu', 'gpu', 'micro']"
+
+    def run_sh(*args, **env):
+        return subprocess.run(["bash", os.path.join(root, "run.sh"), *args], capture_output=True, text=True,
+                              env={**os.environ, "PYTHON": sys.executable, **env})
+    r = run_sh(PRESET="nope")
+    assert r.returncode == 1 and r.stderr.strip() == "error: unknown PRESET=nope; choose one of ['cpu', 'gpu', 'micro']"
+    r = run_sh("--bogus")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: unknown argument: --bogus (only --full)\n")
+    r = run_sh(SEEDS="0")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: SEEDS=0 must be a positive integer\n")
+    r = run_sh(PRESET="micro", PYTHON=os.path.join(root, "no", "python"))
+    assert r.returncode == 1 and r.stderr.startswith("error: PYTHON=") and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_every_preset_number_has_a_flag_with_it_as_default(capsys):

@@ -232,6 +232,13 @@ def test_broken_ground_truth_names_the_task():
         parse_ground_truth(_task([["pwd()"]]))
 
 
+def nested(levels):
+    config = {}
+    for _ in range(levels):
+        config = {"x": config}
+    return config
+
+
 def test_load_tasks_names_file_line_and_task(tmp_path):
     good = generate_splits({"classes": ["MathAPI"], "max_turns": 1, "categories": ["base"]}, 0, {"train": 1})["train"][0]
     path = tmp_path / "tasks.jsonl"
@@ -239,12 +246,28 @@ def test_load_tasks_names_file_line_and_task(tmp_path):
         (dict(good, ground_truth=[["add(a=1,"]]), r"tasks.jsonl:2: task '.*', turn 0: ground-truth call"),
         (dict(good, involved_classes=["NoSuchAPI"]), r"tasks.jsonl:2: task '.*': unknown API class 'NoSuchAPI'"),
         (dict(good, initial_config={"MathAPI": {"colour": 1}}), r"tasks.jsonl:2: task '.*': MathAPI: unknown config"),
-        (dict(good, question="q"), r"tasks.jsonl:2: question and ground_truth must be lists"),
+        (dict(good, question="q"), r"tasks.jsonl:2: question must be a list of turns"),
         (dict(good, missed_function=["add"]), r"tasks.jsonl:2: missed_function must map"),
+        # found by a hostile probe: each was a traceback (KeyError, RecursionError) in eval or training
+        (dict(good, missed_function={"1": ["no_such_function"]}, question=good["question"] * 2,
+              ground_truth=[[], *good["ground_truth"]]), r"tasks.jsonl:2: missed_function names \['no_such_function'\]"),
+        (dict(good, initial_config={"MathAPI": nested(60)}), r"tasks.jsonl:2: task '.*' nests deeper than 50 levels"),
+        (dict(good, id=7), r"tasks.jsonl:2: id must be a string"),
+        (dict(good, category="other"), r"tasks.jsonl:2: id must be a string and category one of"),
+        (dict(good, ground_truth=[[1]]), r"tasks.jsonl:2: ground_truth must be one list of call strings"),
+        (dict(good, initial_config={"MathAPI": []}), r"tasks.jsonl:2: involved_classes must be a list"),
+        (dict(good, involved_classes=["GorillaFileSystem"], initial_config={"GorillaFileSystem": {"root": 5}},
+              ground_truth=[["pwd()"]]), r"tasks.jsonl:2: task '.*': a value of initial_config has the wrong type"),
     ]
     for bad, message in cases:
         path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
         with pytest.raises(ValueError, match=message):
             load_tasks(path)
+    path.write_text(json.dumps(good) + "\n" + '{"a": ' * 100000 + "1" + "}" * 100000 + "\n")
+    with pytest.raises(ValueError, match="tasks.jsonl:2: nests deeper than Python's JSON reader can go"):
+        load_tasks(path)
+    path.write_bytes(json.dumps(good).encode() + b"\n\xff\xfe random bytes\n")
+    with pytest.raises(ValueError, match=r"tasks.jsonl: not UTF-8 text"):
+        load_tasks(path)
     path.write_text(json.dumps(good) + "\n")
     assert load_tasks(path) == [good]

@@ -1,8 +1,11 @@
 """eval.py and data_gen.py on bad or awkward input: rows that keep their names, flags refused before
 any work, progress per finished rollout, plain progress lines in a log file, the default preset."""
 
+import errno
 import json
 import os
+import re
+import shutil
 import sys
 
 import pytest
@@ -10,7 +13,7 @@ import torch
 
 from nanoparl.chat import data_listing, listing_of
 from nanoparl.checkpoint import save_checkpoint
-from nanoparl.common import PRESETS, default_preset
+from nanoparl.common import PRESETS, default_preset, run_cli
 from nanoparl.model import GPT, GPTConfig
 from nanoparl.tokenizer import Tokenizer
 from nanoparl.world.tasks import load_tasks
@@ -94,15 +97,20 @@ def test_bad_eval_input_stops_before_any_rollout(data, extra, message, monkeypat
 
 
 def test_a_data_folders_listing_is_read_or_its_file_named(data, tmp_path, capsys):
-    assert data_listing(str(tmp_path)) == "descriptions"  # no format.json: the default
+    # required: without it, training rendered one system prompt and recorded another in its checkpoint
+    with pytest.raises(ValueError, match=r"no \S+/format.json: it says how the data lists functions"):
+        data_listing(str(tmp_path))
     (tmp_path / "format.json").write_text('{"functions": "names"}')
     assert data_listing(str(tmp_path)) == "names"
-    (tmp_path / "format.json").write_text('{"functions": ')
-    with pytest.raises(ValueError, match="format.json: not valid JSON"):
-        data_listing(str(tmp_path))
-    (tmp_path / "tasks_test.jsonl").write_text(open(os.path.join(data, "tasks_test.jsonl")).read())
+    for text, message in (('{"functions": ', "format.json: not a JSON object"), ("[1]", "format.json: not a JSON object"),
+                          ('{"functions": "emoji"}', "format.json: \"functions\" is 'emoji'; expected one of")):
+        (tmp_path / "format.json").write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            data_listing(str(tmp_path))
+    for name in ("tasks_test.jsonl", "tokenizer.json"):
+        shutil.copy(os.path.join(data, name), tmp_path)
     message = refused(lambda: evaluation.main(eval_args(str(tmp_path), "--agent", "oracle")), capsys)
-    assert "format.json: not valid JSON" in message
+    assert "format.json: \"functions\" is 'emoji'" in message
 
 
 def test_empty_task_file_and_a_run_given_twice(data, tmp_path, monkeypatch, capsys):
@@ -215,3 +223,75 @@ def test_seed_groups_mean_and_sample_std():
     assert g["accuracy"][1] == pytest.approx(0.1)            # sample std of 0.6, 0.7, 0.8
     assert g["steps"][:2] == pytest.approx((6.0, 1.0))
     assert g["empty_turn"][0] == pytest.approx(0.1)           # (1 + 0 + 2) / 3 / 10 tasks
+
+
+# ----------------------------------------------------------------------------
+# data_gen.py: an existing data folder is protected; a full disk or Ctrl-C leaves the old data whole
+
+def folder_bytes(folder):  # a stopped run's .partial folder aside (the next run removes it)
+    return {f: (folder / f).read_bytes() for f in sorted(os.listdir(folder)) if f != ".partial"}
+
+
+def test_data_gen_protects_an_existing_data_folder(data, tmp_path, capsys):
+    out = tmp_path / "d"
+    shutil.copytree(data, out)
+    (out / "sft_pag_verified_val.jsonl").write_text("")  # verified from the old data: stale after a rewrite
+    before = folder_bytes(out)
+    message = refused(lambda: data_gen.main(SMALL + ["--out", str(out), "--seed", "1"]), capsys)
+    assert message.startswith("2 error: --out") and "already holds data" in message and "--overwrite" in message
+    assert folder_bytes(out) == before
+    data_gen.main(SMALL + ["--out", str(out), "--seed", "1", "--overwrite"])
+    after = folder_bytes(out)
+    assert sorted(after) == sorted(set(before) - {"sft_pag_verified_val.jsonl"})  # no .partial, no .tmp
+    assert after["tasks_train.jsonl"] != before["tasks_train.jsonl"]  # seed 1's data, not seed 0's
+
+
+def test_data_gen_full_disk_or_ctrl_c_leaves_the_old_data_whole(data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "d"
+    shutil.copytree(data, out)
+    before = folder_bytes(out)
+    fsync, calls = os.fsync, []
+
+    def full_at_the_second_file(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+    monkeypatch.setattr(os, "fsync", full_at_the_second_file)
+    message = refused(lambda: run_cli(lambda: data_gen.main(SMALL + ["--out", str(out), "--overwrite"])), capsys).strip()
+    assert re.fullmatch(r"error: cannot write \S+/tasks_val.jsonl: No space left on device", message), message
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert folder_bytes(out) == before
+
+    def ctrl_c(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(data_gen.Tokenizer, "train", ctrl_c)  # half-way: the tasks are written by then
+    for folder in (out, tmp_path / "new"):
+        assert refused(lambda: run_cli(lambda: data_gen.main(SMALL + ["--out", str(folder), "--overwrite"])),
+                       capsys).strip() == "130 interrupted"
+    assert folder_bytes(out) == before
+    assert data_gen.data_files(str(tmp_path / "new")) == []  # no data, so a rerun needs no --overwrite
+
+
+def test_the_oracle_row_and_checkpoint_rows_share_one_table(data, tmp_path, capsys):
+    run = tiny_checkpoint(data, tmp_path / "sft_pag")
+    results = evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", run))
+    assert list(results) == ["oracle", "sft_pag"] and results["oracle"]["overall"]["accuracy"] == 1.0
+    table = capsys.readouterr().out.split("split, 4 tasks")[1].splitlines()
+    assert [line.split()[:2] for line in table[2:4]] == [["oracle", "history"], ["sft_pag", "awareness"]]
+
+
+def test_a_checkpoint_with_an_unknown_listing_is_refused_before_any_rollout(data, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    tiny_checkpoint(data, run)
+    meta = json.load(open(run / "meta_0.json"))
+    (run / "meta_0.json").write_text(json.dumps(dict(meta, format={"functions": "emoji"})))
+
+    def rollouts_ran(*a, **kw):
+        raise AssertionError("rollouts ran before the input was checked")
+    monkeypatch.setattr(evaluation.AgentLoop, "run", rollouts_ran)
+    message = refused(lambda: evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", str(run))), capsys)
+    assert f"error: {run}: its format lists functions as 'emoji'; expected one of" in message
+    (run / "meta_0.json").write_text(json.dumps(dict(meta, format="names")))
+    message = refused(lambda: evaluation.main(eval_args(data, "--agent", "oracle", "--ckpt", str(run))), capsys)
+    assert f"error: {run}: its format is 'names', not an object such as" in message

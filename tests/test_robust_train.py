@@ -35,6 +35,7 @@ def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("robust_data")
     convs = [conversation(i) for i in range(40)]
     Tokenizer.train([m["content"] for c in convs for m in c], vocab_size=300).save(str(d / "tokenizer.json"))
+    (d / "format.json").write_text('{"functions": "signatures"}')
     for name, part in {"sft_plain_train": convs[:32], "sft_plain_val": convs[32:]}.items():
         with open(d / f"{name}.jsonl", "w") as f:
             f.writelines(json.dumps({"messages": c}) + "\n" for c in part)
@@ -308,7 +309,7 @@ def test_rl_without_tasks_is_one_line(data_dir, tmp_path):
             "--out", str(tmp_path / "rl")]
     with pytest.raises(SystemExit, match=r"error: .*tasks_train.jsonl holds no tasks"):
         train_rl.main(argv)
-    with pytest.raises(SystemExit, match="error: --group-size must be at least 1"):
+    with pytest.raises(SystemExit, match="error: --group-size must be at least 2"):
         train_rl.main(argv + ["--group-size", "0"])
 
 
@@ -328,3 +329,69 @@ def test_rl_init_without_a_tokenizer_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="error: --init .*names no tokenizer"):
         train_rl.main(["--preset", "micro", "--algo", "pag-rl", "--init", str(tmp_path / "init"),
                        "--data-dir", str(tmp_path), "--out", str(tmp_path / "rl")])
+
+
+# ----------------------------------------------------------------------------
+# resume: what it refuses, and a log that equals the uninterrupted run's
+
+def test_killed_past_its_last_checkpoint_resumes_to_the_same_log(data_dir, tmp_path, monkeypatch):
+    common = ["--max-steps", "6", "--eval-every", "2", "--save-every", "2", "--log-every", "1", "--keep-last", "0"]
+    sft(data_dir, tmp_path / "full", *common)
+    real = train_sft.batch_indices
+
+    def killed_in_step_5(lengths, batch_size, step, seed):  # after step 4's checkpoint and step 5's log row
+        if step == 5:
+            raise KeyboardInterrupt  # a second Ctrl-C, or SIGKILL: nothing is saved
+        return real(lengths, batch_size, step, seed)
+    monkeypatch.setattr(train_sft, "batch_indices", killed_in_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        sft(data_dir, tmp_path / "run", *common)
+    monkeypatch.undo()
+    assert list_steps(str(tmp_path / "run")) == [2, 4]
+    sft(data_dir, tmp_path / "run", *common, "--resume")
+
+    def log(run):  # timestamps aside
+        return [{k: v for k, v in json.loads(line).items() if k not in ("time", "time_s")}
+                for line in open(run / "log.jsonl")]
+    assert [row["step"] for row in log(tmp_path / "run")] == [0, 1, 2, 2, 3, 4, 4, 5, 6, 6]
+    assert log(tmp_path / "run") == log(tmp_path / "full")
+    assert same(weights(tmp_path / "full", 6), weights(tmp_path / "run", 6))
+
+
+def test_resume_refuses_weights_without_meta_and_skips_a_meta_without_config(data_dir, tmp_path):
+    run = tmp_path / "run"
+    sft(data_dir, run, "--max-steps", "4", "--save-every", "2", "--keep-last", "0")
+    for step in (2, 4):
+        os.remove(run / f"meta_{step}.json")
+    log = (run / "log.jsonl").read_bytes()
+    with pytest.raises(CheckpointError, match=r"holds model_2.safetensors, model_4.safetensors, train_2.pt but no "
+                                              r"meta_<step>.json .*nothing to resume; --overwrite"):
+        sft(data_dir, run, "--max-steps", "4", "--resume")
+    assert (run / "log.jsonl").read_bytes() == log and len(os.listdir(run)) == 6  # nothing overwritten
+
+    other = tmp_path / "other"
+    sft(data_dir, other, "--max-steps", "2", "--save-every", "2")
+    meta = json.load(open(other / "meta_2.json"))
+    del meta["config"]
+    (other / "meta_2.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"^no intact checkpoint to resume in .*other: step 2: .*meta_2.json: "
+                                              r"no model config in it$"):
+        sft(data_dir, other, "--max-steps", "4", "--resume")
+
+
+def test_a_run_that_saved_nothing_leaves_no_log_rows_behind(data_dir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"step": 0, "loss": 9.0}\n{"step": 1, "loss": 8.0}\n')  # killed before a save
+    sft(data_dir, run, "--max-steps", "2", "--resume")
+    assert [json.loads(line)["step"] for line in open(run / "log.jsonl")] == [0, 2, 2]  # this run's rows only
+
+
+def test_export_onto_a_file_and_a_meta_of_random_bytes_name_the_path(data_dir, tmp_path):
+    save_checkpoint(str(tmp_path / "run"), 5, tiny_model(), meta={"tokenizer": os.path.join(data_dir, "tokenizer.json")})
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(SystemExit, match=r"^error: cannot export to \S+/taken: it exists and is not a folder$"):
+        ckpt.main(["export", str(tmp_path / "run"), str(tmp_path / "taken")])
+    (tmp_path / "run" / "meta_5.json").write_bytes(os.urandom(64) + b"\xff")
+    with pytest.raises(SystemExit, match=r"^error: \S+/meta_5.json: corrupt JSON \(\S+/meta_5.json: not UTF-8"):
+        ckpt.main(["export", str(tmp_path / "run"), str(tmp_path / "hf")])

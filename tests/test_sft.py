@@ -3,6 +3,7 @@ stage (loss on every token, --init chains it into SFT); the copy probe."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 
 import train_sft
 from nanoparl.checkpoint import load_checkpoint
+from nanoparl.common import run_cli
 from nanoparl.probe import evaluate
 from nanoparl.sft_data import collate, load_samples
 from nanoparl.tokenizer import Tokenizer
@@ -40,6 +42,7 @@ def data_dir(tmp_path_factory):
     convs = [conversation(i) for i in range(40)]
     texts = [m["content"] for c in convs for m in c]
     Tokenizer.train(texts, vocab_size=300).save(str(d / "tokenizer.json"))
+    (d / "format.json").write_text('{"functions": "signatures"}')
     files = {"sft_plain_train": convs[:32], "sft_plain_val": convs[32:], "base_train": convs[:32],
              "sft_pag_train": convs[:32], "sft_pag_val": convs[32:]}
     for name, part in files.items():
@@ -115,13 +118,16 @@ def test_micro_batches_accumulate_to_the_full_batch(data_dir, tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run(data_dir, tmp_path / "nan", "--max-steps", "30", "--batch-size", "4", "--lr", "1e30",
             "--warmup-steps", "1", "--save-every", "1", "--eval-every", "1000", "--grad-clip", "0")
-    assert e.value.code == 1
+    assert str(e.value.code).startswith("error: step ") and "the last good checkpoint (step" in e.value.code
     model, meta = load_checkpoint(str(tmp_path / "nan"))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(SystemExit, match=r"^error: step \d+: the loss is nan: stopping; no checkpoint was saved$"):
+        run(data_dir, tmp_path / "none", "--max-steps", "5", "--lr", "1e30", "--muon-lr", "1e30", "--save-every", "100")
+    assert "exact awareness - call" in capsys.readouterr().out  # plain data has no awareness: "-", not -1.000
 
 
 def test_ddp_two_ranks_equal_one_process(data_dir, tmp_path):
@@ -202,3 +208,34 @@ def test_message_runs_are_the_assistant_messages():
     from nanoparl.probe import message_runs
     assert message_runs([0, 1, 1, 0, 0, 1, 0, 1]) == [(1, 3), (5, 6), (7, 8)]
     assert message_runs([]) == [] and message_runs([0, 0]) == []
+
+
+def test_sft_data_must_name_its_format_and_be_text(data_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(data_dir, bad)
+    cases = ((None, r"no \S+/format.json"), ('{"functions": "emoji"}', r"\S+/format.json: \"functions\" is 'emoji'"))
+    for fmt, message in cases:
+        if fmt is None:
+            os.remove(bad / "format.json")
+        else:
+            (bad / "format.json").write_text(fmt)
+        with pytest.raises(SystemExit, match=f"^error: {message}"):
+            run_cli(lambda: run(str(bad), tmp_path / "a"))
+    shutil.copy(os.path.join(data_dir, "format.json"), bad)
+    (bad / "sft_plain_train.jsonl").write_bytes(os.urandom(100) + b"\xff")
+    with pytest.raises(SystemExit, match=r"^error: \S+/sft_plain_train.jsonl: not UTF-8 text"):
+        run_cli(lambda: run(str(bad), tmp_path / "b"))
+
+
+def test_init_from_a_run_with_another_tokenizer_of_the_same_size_is_refused(data_dir, tmp_path):
+    other = json.load(open(os.path.join(data_dir, "tokenizer.json")))
+    vocab = other["model"]["vocab"]
+    a, b = list(vocab)[-2:]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # the same size, two tokens swapped
+    (tmp_path / "tokenizer.json").write_text(json.dumps(other))
+    run(data_dir, tmp_path / "base", "--max-steps", "1")
+    meta_path = tmp_path / "base" / "meta_1.json"
+    meta_path.write_text(json.dumps(dict(json.load(open(meta_path)), tokenizer=str(tmp_path / "tokenizer.json"))))
+    os.remove(tmp_path / "base" / "tokenizer.json")  # so that the meta's path is the one in use
+    with pytest.raises(SystemExit, match=r"^error: --init \S+ was trained with another tokenizer than \S+tokenizer.json"):
+        run(data_dir, tmp_path / "sft", "--max-steps", "1", "--init", str(tmp_path / "base"))

@@ -36,6 +36,7 @@ import re
 from collections import Counter
 
 from nanoparl.env import ToolEnv, format_call, parse_ground_truth
+from nanoparl.files import read_text, write_jsonl
 from nanoparl.world.registry import DOMAINS, FUNCTION_CLASS, READ_ONLY
 
 CATEGORIES = ("base", "miss_param", "miss_func", "long_context")
@@ -305,40 +306,84 @@ def class_counts(tasks):
 # JSONL files
 
 def save_tasks(path, tasks):
-    with open(path, "w") as f:
-        for task in tasks:
-            f.write(json.dumps(task) + "\n")
+    write_jsonl(path, tasks)
+
+
+MAX_DEPTH = 50  # lists and dicts in a task nest ~10 levels (a file-system tree); far deeper is no task
+
+
+def too_deep(obj, limit=MAX_DEPTH):
+    """Do lists and dicts nest more than limit levels in obj? Iterative: no RecursionError."""
+    stack = [(obj, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if isinstance(x, (list, dict)):
+            if depth == limit:
+                return True
+            stack += [(v, depth + 1) for v in (x.values() if isinstance(x, dict) else x)]
+    return False
+
+
+def task_problem(task):
+    """What is wrong with the shape of one task (fields, types, nesting, missed functions), or None."""
+    if not isinstance(task, dict):
+        return "a task must be a JSON object"
+    missing = [k for k in ("id", "category", "involved_classes", "initial_config", "question", "ground_truth")
+               if k not in task]
+    if missing:
+        return f"task is missing {missing}"
+    if too_deep(task):
+        return f"task {task['id']!r} nests deeper than {MAX_DEPTH} levels"
+    question, truth = task["question"], task["ground_truth"]
+    missed = task.setdefault("missed_function", {})
+    if not isinstance(task["id"], str) or task["category"] not in CATEGORIES:
+        return f"id must be a string and category one of {list(CATEGORIES)}"
+    if not (isinstance(task["involved_classes"], list) and all(isinstance(c, str) for c in task["involved_classes"])
+            and isinstance(task["initial_config"], dict)
+            and all(isinstance(v, dict) for v in task["initial_config"].values())):
+        return "involved_classes must be a list of class names and initial_config an object per class"
+    if not (isinstance(question, list) and all(isinstance(t, list) for t in question) and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for t in question for m in t)):
+        return "question must be a list of turns, each a list of {role, content} messages"
+    if not (isinstance(truth, list) and len(truth) == len(question)
+            and all(isinstance(t, list) and all(isinstance(c, str) for c in t) for t in truth)):
+        return "ground_truth must be one list of call strings per turn of question"
+    if not (isinstance(missed, dict) and all(isinstance(v, list) for v in missed.values())
+            and all(k.isdigit() and 0 < int(k) < len(question) for k in missed)):
+        return "missed_function must map later turn numbers (\"1\", \"2\"...) to lists of function names"
+    unknown = [f for names in missed.values() for f in names
+               if not isinstance(f, str) or FUNCTION_CLASS.get(f) not in task["involved_classes"]]
+    if unknown:
+        return f"missed_function names {unknown}: no function of {task['involved_classes']}"
+    return None
 
 
 def load_tasks(path):
     """Read a JSONL task file; a bad line raises ValueError naming file:line and the task id
-    (bad JSON, missing fields, an unknown class or config key, a ground-truth call that does not
-    parse), so a broken file fails here and not deep inside a training run."""
+    (bad JSON or bytes, missing fields, wrong types, nesting deeper than MAX_DEPTH, an unknown class,
+    config key or missed function, a ground-truth call that does not parse), so a broken file fails
+    here and not deep inside a training run."""
     tasks = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                task = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            missing = [k for k in ("id", "involved_classes", "initial_config", "question",
-                                   "ground_truth") if not isinstance(task, dict) or k not in task]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: task is missing {missing}")
-            if not (isinstance(task["question"], list) and isinstance(task["ground_truth"], list)
-                    and len(task["question"]) == len(task["ground_truth"])):
-                raise ValueError(f"{path}:{lineno}: question and ground_truth must be lists of "
-                                 "the same length")
-            task.setdefault("missed_function", {})
-            if not isinstance(task["missed_function"], dict):
-                raise ValueError(f"{path}:{lineno}: missed_function must map turn numbers to "
-                                 "function names")
-            try:
-                ToolEnv.for_task(task)  # known classes, config keys they accept
-                parse_ground_truth(task)
-            except ValueError as e:
-                raise ValueError(f"{path}:{lineno}: {e}") from None
-            tasks.append(task)
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            task = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{path}:{lineno}: nests deeper than Python's JSON reader can go") from None
+        problem = task_problem(task)
+        if problem:
+            raise ValueError(f"{path}:{lineno}: {problem}")
+        try:
+            ToolEnv.for_task(task)  # known classes, config keys they accept
+            parse_ground_truth(task)
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: {e}") from None
+        except (TypeError, AttributeError) as e:  # a config value of the wrong type
+            raise ValueError(f"{path}:{lineno}: task {task['id']!r}: a value of initial_config has the wrong "
+                             f"type ({e})") from None
+        tasks.append(task)
     return tasks
