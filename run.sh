@@ -95,12 +95,10 @@ if [ "$FULL" = 1 ]; then
   rl no_awareness sft_plain --algo pag-rl --policy history
 fi
 
-# the tables: oracle (the ceiling) and every run on the headline test split (in-domain), then the
-# first 100 tasks of the unseen-words split and of val; the last table puts the three side by side
-python eval.py --preset "$PRESET" --agent oracle --data-dir "$DATA" --out "$OUT/eval_oracle.json" "${EVAL_CAP[@]}" \
-  "${THREADS_FLAG[@]}" | tee "$OUT/eval_oracle.log"
-python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split test --show 1 "${EVAL_CAP[@]}" \
-  "${THREADS_FLAG[@]}" --out "$OUT/results.json" | tee "$OUT/eval.log"
+# the tables: the oracle (the ceiling) and every run on the headline test split (in-domain), then
+# the first 100 tasks of the unseen-words split and of val; the last table puts the three side by side
+python eval.py --preset "$PRESET" --agent oracle --ckpt "${RUNS[@]}" --data-dir "$DATA" --split test --show 1 \
+  "${EVAL_CAP[@]}" "${THREADS_FLAG[@]}" --out "$OUT/results.json" | tee "$OUT/eval.log"
 for split in unseen val; do
   python eval.py --preset "$PRESET" --ckpt "${RUNS[@]}" --data-dir "$DATA" --split $split --max-tasks 100 \
     "${EVAL_CAP[@]}" "${THREADS_FLAG[@]}" --out "$OUT/results_$split.json" | tee "$OUT/eval_$split.log"

@@ -320,7 +320,7 @@ def train(args, stop):
              f" | acc {stats['accuracy']:.2f} | steps/task {stats['steps_per_task']:.1f} | "
              f"tok/task {stats['tokens_per_task']:.0f} | zero-adv {stats['zero_adv']:.2f} | kl {stats['kl']:.4f} | "
              f"clip {stats['clip']:.3f} | time sample {t_sample:.1f}s env {loop.env_seconds:.1f}s train {t_train:.1f}s")
-        logger.log(step=step, **stats, seconds=t_sample + loop.env_seconds + t_train)  # plot: val vs minutes
+        logger.log(step=step, **stats, time_s=t_sample + loop.env_seconds + t_train)  # plot: val vs RL minutes
     cleanup_distributed()
     return metrics
 

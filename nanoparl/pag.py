@@ -81,10 +81,14 @@ def missing_param(task, k):
     if k + 1 >= len(task["ground_truth"]):
         return None
     asked, answer = user_message(task, k)["content"], user_message(task, k + 1)["content"]
+
+    def said(v, text):  # as a whole word: CVV 336 is not said by card number 6733678466248496
+        return re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text) is not None
+
     for call in task["ground_truth"][k + 1]:
         for name, kwargs in parse_calls(call):
             for key, value in kwargs.items():
-                if any(v in answer and v not in asked for v in _values(value)):
+                if any(said(v, answer) and not said(v, asked) for v in _values(value)):
                     return key
     return None
 

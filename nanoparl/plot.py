@@ -39,7 +39,7 @@ def plot_runs(out_dir, name="rl_curves.png"):
         val = [r for r in records if "val_accuracy" in r]
         minutes = {0: 0.0}  # step -> RL minutes spent before it
         for r in train:
-            minutes[r["step"]] = minutes.get(r["step"] - 1, 0.0) + r.get("seconds", 0.0) / 60
+            minutes[r["step"]] = minutes.get(r["step"] - 1, 0.0) + r.get("time_s", 0.0) / 60
         ax1.plot([r["step"] for r in train], [r["reward"] for r in train], label=run)
         ax2.plot([r["step"] for r in val], [r["val_accuracy"] for r in val], marker="o", label=run)
         ax3.plot([minutes.get(r["step"], 0.0) for r in val], [r["val_accuracy"] for r in val], marker="o",

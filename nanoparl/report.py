@@ -3,8 +3,8 @@
     python -m nanoparl.report out/cpu
 
 Reads what run.sh leaves in the folder: eval.py's JSON for the headline test split
-(results.json), the unseen-words split (results_unseen.json) and val (results_val.json), the
-oracle's (eval_oracle.json), and each stage's wall time (<stage>.DONE holds its seconds). Rows
+(results.json, the oracle's row included), the unseen-words split (results_unseen.json) and val
+(results_val.json), and each stage's wall time (<stage>.DONE holds its seconds). Rows
 trained with several seeds (<run>_s1, <run>_s2, ...) are shown as mean +- sample std.
 """
 
@@ -52,19 +52,16 @@ def stage_seconds(out_dir, name):
 def report(out_dir):
     """-> the table as text (also printed by main)."""
     splits = {s: _load(os.path.join(out_dir, f)) for s, f in SPLIT_FILES.items()}
-    oracle = _load(os.path.join(out_dir, "eval_oracle.json"))
     rows = {}  # row name -> [run names]
-    for name in list(oracle) + list(splits["test"]):
-        rows.setdefault("oracle" if name in oracle else _seed_base(name), []).append(name)
+    for name in splits["test"]:
+        rows.setdefault(_seed_base(name), []).append(name)
     lines = [f"{'model':14s} {'policy':9s} {'seeds':>5s} " + " ".join(f"{s:>15s}" for s in SPLIT_FILES) +
              f" {'steps/task':>10s} {'ctx/step':>8s} {'wall s':>7s}"]
     for row, runs in rows.items():
-        source = oracle if row == "oracle" else splits["test"]
-        test = [source[r]["overall"] for r in runs]
-        cells = [_cell([source[r]["overall"]["accuracy"] for r in runs])]
+        test = [splits["test"][r]["overall"] for r in runs]
+        cells = [_cell([o["accuracy"] for o in test])]
         for split in ("unseen", "val"):
-            cells.append(_cell([splits[split][r]["overall"]["accuracy"] for r in runs
-                                if r in splits[split]]) if row != "oracle" else _cell([]))
+            cells.append(_cell([splits[split][r]["overall"]["accuracy"] for r in runs if r in splits[split]]))
         seconds = [stage_seconds(out_dir, r) for r in runs]
         wall = f"{int(np.mean(seconds)):7d}" if all(s is not None for s in seconds) else f"{'-':>7s}"
         lines.append(f"{row:14s} {test[0].get('policy', '-'):9s} {len(runs):5d} " + " ".join(cells) +

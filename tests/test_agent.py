@@ -277,9 +277,10 @@ def test_eval_metrics_pass_at_k_and_mixed_groups():
     from nanoparl.agent import Rollout
 
     def rollout(task_id, passed):
-        task = {"id": task_id, "category": "base", "ground_truth": [["f()"]]}
-        return Rollout(task=task, group=0, turns=[{"steps": [{"n_calls": 1, "n_errors": 0}]}],
-                       context_tokens=[10], verdict={"passed": passed, "error_type": None if passed else "state_mismatch"})
+        task = {"id": task_id, "category": "base", "ground_truth": [["f()"], ["g()"]]}
+        return Rollout(task=task, group=0, turns=[{"steps": [{"n_calls": 1, "n_errors": 0}]}] * 2,
+                       context_tokens=[10], verdict={"passed": passed, "turns": [True, passed],
+                                                     "error_type": None if passed else "state_mismatch"})
 
     # three tasks x 4 samples: 4/4 pass, 1/4 pass, 0/4 pass
     outcomes = [[True] * 4, [True, False, False, False], [False] * 4]
@@ -289,3 +290,5 @@ def test_eval_metrics_pass_at_k_and_mixed_groups():
     assert base["pass@4"] == pytest.approx(2 / 3)     # t0 and t1 pass at least once
     assert base["mixed"] == pytest.approx(1 / 3)      # only t1 gives GRPO a success signal
     assert base["pass^4"] == pytest.approx(1 / 3)     # only t0 passes all four
+    by_turn = metrics(rollouts, "history", 4)["overall"]["turn_accuracy"]
+    assert by_turn == pytest.approx([1.0, 5 / 12])    # every first turn passes, the second as the task
