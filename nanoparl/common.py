@@ -69,8 +69,9 @@ PRESETS = {
         "base": dict(batch_size=32, micro_batch_size=32,
                      lr=2e-3, muon_lr=0.02, max_steps=0, warmup_steps=100, cooldown_frac=0.3,
                      eval_every=250, eval_samples=200, save_every=50),
+        # rl: val every 5 steps, so the RL curves have points to show (README, rl_curves.png)
         "rl": dict(tasks_per_step=8, group_size=8, ppo_epochs=2, minibatches=1, lr=1e-4, max_steps=15, step_tokens=160,
-                   eval_every=15, eval_tasks=100, save_every=5),
+                   eval_every=5, eval_tasks=100, save_every=5),
         # the first 200 test tasks (50 per category: tasks cycle through the categories)
         "eval": dict(max_tasks=200),
     },
