@@ -1,13 +1,13 @@
 """Research probe (dev/LOG.md, r11): does a model read the function listing when it declines?
 
-For every val task of category miss_func, the turn whose function is held back is rendered as the
+For every val (or given split's) task of category miss_func, the turn whose function is held back is rendered as the
 checkpoint's policy renders it (history: the whole conversation so far; awareness: system + the
 previous turn + this user message, the oracle's texts), and the model's greedy first step is
 compared in two worlds: the listing as it is (the function is missing: the right step declines)
 and the listing with the function put back (the right step calls it). A model that reads the
 listing declines in the first world and calls in the second.
 
-    python dev/decline_probe.py out/cpu/sft_pag data/cpu
+    python dev/decline_probe.py out/cpu/sft_pag data/cpu [train|val|test]
 """
 
 import os
@@ -35,13 +35,13 @@ def first_step(model, tok, messages, max_new=40):
     return tok.decode(out)
 
 
-def main(ckpt, data_dir, n=50):
+def main(ckpt, data_dir, split="val", n=50):
     model, meta = load_checkpoint(ckpt)
     model.eval()
     tok, policy = Tokenizer.load(meta["tokenizer"]), meta.get("policy", "history")
     listing = listing_of(meta.get("format"))
     counts = {"missing: declines": 0, "put back: calls it": 0}
-    tasks = [t for t in load_tasks(os.path.join(data_dir, "tasks_val.jsonl")) if t["category"] == "miss_func"][:n]
+    tasks = [t for t in load_tasks(os.path.join(data_dir, f"tasks_{split}.jsonl")) if t["category"] == "miss_func"][:n]
     for task in tasks:
         (added, (fn,)), = task["missed_function"].items()
         k = int(added) - 1  # the declined turn
@@ -55,8 +55,8 @@ def main(ckpt, data_dir, n=50):
         back = [dict(context[0], content=context[0]["content"] + "\n" + fn)] + context[1:]
         step = first_step(model, tok, back)
         counts["put back: calls it"] += fn in step and PLAN_CANNOT not in step
-    print(f"{ckpt} ({policy}), {len(tasks)} declined turns:", counts)
+    print(f"{ckpt} ({policy}), {len(tasks)} declined turns of {split}:", counts)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

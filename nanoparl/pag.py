@@ -6,7 +6,7 @@ diversifies the data, and fine-tunes on it. Here:
 
 - the oracle (oracle_turns) replays a task's ground truth in ToolEnv and writes, per user turn, a
   templated summary (the facts earlier turns produced: IDs, results, logins) and plan (the calls
-  of this turn in order, "ask for the missing value" or "no available function can do this");
+  of this turn in order, "ask for the missing value", or the function it needs marked "not available");
 - the sufficiency check (check_sufficiency) is our exact form of the paper's verification: every
   value a ground-truth call takes from an earlier turn must be in every summary between the turn
   it came from and the turn that uses it (the awareness policy shows nothing older than that);
@@ -35,7 +35,10 @@ DONE_REPLY = "Done."
 CANNOT_REPLY = "None of the available functions can do that."
 EMPTY_SUMMARY = "nothing yet"
 PLAN_ASK = "ask for the missing value"
-PLAN_CANNOT = "no available function can do this"
+# a declined turn's plan names the step it cannot take: "1. get_ticket: not available". The model
+# writes the function the request needs first, then checks that very name against the listing (a
+# plan that opened with "no available function..." asked for the check before the name: r11)
+PLAN_CANNOT = "not available"
 
 # ----------------------------------------------------------------------------
 # The oracle: replay the ground truth, write the awareness
@@ -113,7 +116,7 @@ def oracle_turns(task):
             plan = " ".join(f"{i + 1}. {c.split('(')[0]}" for i, c in enumerate(calls))
             steps.append((DONE_REPLY, None))
         elif task["category"] == "miss_func" and str(k + 1) in task.get("missed_function", {}):
-            plan = PLAN_CANNOT
+            plan = f"1. {task['missed_function'][str(k + 1)][0]}: {PLAN_CANNOT}"
             steps.append((CANNOT_REPLY, None))
         else:
             plan = PLAN_ASK

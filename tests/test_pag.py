@@ -77,7 +77,8 @@ def test_plan_lists_exactly_the_steps_of_the_turn(tasks):
                 assert turn["plan"] == " ".join(f"{i + 1}. {c.split('(')[0]}" for i, c in enumerate(calls))
                 assert [s for s, _ in turn["steps"][:-1]] == [f"[{c}]" for c in calls]
             elif task["category"] == "miss_func":
-                assert turn["plan"] == PLAN_CANNOT and turn["steps"] == [(CANNOT_REPLY, None)]
+                held_back = task["missed_function"][str(k + 1)][0]
+                assert turn["plan"] == f"1. {held_back}: {PLAN_CANNOT}" and turn["steps"] == [(CANNOT_REPLY, None)]
             else:
                 assert turn["plan"] == PLAN_ASK and turn["steps"][0][0].startswith("Could you tell me the ")
                 assert "missing value" not in turn["steps"][0][0]  # the missing argument is named
