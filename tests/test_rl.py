@@ -231,7 +231,7 @@ def test_unparseable_steps_lower_format_and_fail():
 
 def test_declining_a_turn_that_needs_calls_never_pays():
     """The decline guard: a turn whose ground truth has calls and in which the policy makes none
-    ("no available function can do this") scores below a correct call and no better than a call
+    (a plain reply: "None of the available functions can do that") scores below a correct call and no better than a call
     list that fails, in MT-GRPO's turn reward and in the composite reward. A turn whose ground truth
     has no call may decline at full validity."""
     declined = turn([step("text")], gt=1)
