@@ -42,6 +42,7 @@ from nanoparl.common import (PRESETS, add_threads_flag, get_device, get_preset, 
                              parse_args_with_preset, run_cli, seed_everything, set_threads)
 from nanoparl.files import write_file
 from nanoparl.model import GPT, GPTConfig
+from nanoparl.report import seed_base
 from nanoparl.rl import composite_reward
 from nanoparl.tokenizer import Tokenizer
 from nanoparl.world.tasks import CATEGORIES, SPLITS, load_tasks
@@ -253,9 +254,8 @@ def seed_groups(results):
     the share of rollouts that ended in an empty turn (the decline collapse)."""
     groups = {}
     for name, res in results.items():
-        base, sep, seed = name.rpartition("_s")
-        if sep and seed.isdigit() and base:
-            groups.setdefault(base, []).append(res["overall"])
+        if seed_base(name):
+            groups.setdefault(seed_base(name), []).append(res["overall"])
     out = {}
     for base, rows in groups.items():
         if len(rows) < 2:

@@ -23,12 +23,13 @@ def _load(path):
     with open(path) as f:
         results = json.load(f)
     results.pop("seed_groups", None)
-    return results if "overall" not in results else {"model": results}
+    return results
 
 
-def _seed_base(name):
+def seed_base(name):
+    """A row trained with seed s is named <run>_s<s> (`SEEDS=3 bash run.sh`): -> <run>, or None."""
     base, sep, seed = name.rpartition("_s")
-    return base if sep and seed.isdigit() and base else name
+    return base if sep and seed.isdigit() and base else None
 
 
 def _cell(values, width=15):
@@ -54,7 +55,7 @@ def report(out_dir):
     splits = {s: _load(os.path.join(out_dir, f)) for s, f in SPLIT_FILES.items()}
     rows = {}  # row name -> [run names]
     for name in splits["test"]:
-        rows.setdefault(_seed_base(name), []).append(name)
+        rows.setdefault(seed_base(name) or name, []).append(name)
     lines = [f"{'model':14s} {'policy':9s} {'seeds':>5s} " + " ".join(f"{s:>15s}" for s in SPLIT_FILES) +
              f" {'steps/task':>10s} {'ctx/step':>8s} {'wall s':>7s}"]
     for row, runs in rows.items():
